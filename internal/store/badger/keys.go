@@ -1,0 +1,59 @@
+package badger
+
+import "github.com/mdmauth/mdmauth/internal/store"
+
+// Key layout. Every key starts with a one-byte kind:
+//
+//	t <hash:32>               token record (JSON), TTL = purge time
+//	e <id>                    enrollment record (JSON)
+//	x <id> 0x00 <hash:32>     index: token bound to enrollment (empty value), same TTL as the token
+//	l <key>                   login state (JSON), TTL = its expiry
+//	s <name>                  secret (raw bytes)
+//	p                         never written; read by Ping
+const (
+	kindToken      = 't'
+	kindEnrollment = 'e'
+	kindIndex      = 'x'
+	kindLoginState = 'l'
+	kindSecret     = 's'
+)
+
+var pingKey = []byte{'p'}
+
+func tokenKey(h store.Hash) []byte {
+	k := make([]byte, 0, 1+len(h))
+	return append(append(k, kindToken), h[:]...)
+}
+
+func enrollmentKey(id string) []byte { return withKind(kindEnrollment, id) }
+
+func loginStateKey(key string) []byte { return withKind(kindLoginState, key) }
+
+func secretKey(name string) []byte { return withKind(kindSecret, name) }
+
+func withKind(kind byte, s string) []byte {
+	k := make([]byte, 0, 1+len(s))
+	return append(append(k, kind), s...)
+}
+
+// indexPrefix is the common prefix of the index keys of one enrollment.
+func indexPrefix(id string) []byte {
+	k := make([]byte, 0, 2+len(id)+len(store.Hash{}))
+	k = append(k, kindIndex)
+	k = append(k, id...)
+	return append(k, 0)
+}
+
+func indexKey(id string, h store.Hash) []byte { return append(indexPrefix(id), h[:]...) }
+
+// indexHash extracts the token hash from an index key under prefix. It
+// reports false for keys of other enrollments whose id merely starts with
+// this one's id and a zero byte.
+func indexHash(prefix, key []byte) (store.Hash, bool) {
+	var h store.Hash
+	if len(key) != len(prefix)+len(h) {
+		return h, false
+	}
+	copy(h[:], key[len(prefix):])
+	return h, true
+}

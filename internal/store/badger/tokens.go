@@ -1,0 +1,134 @@
+package badger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	badgerdb "github.com/dgraph-io/badger/v4"
+
+	"github.com/mdmauth/mdmauth/internal/store"
+)
+
+// minKeep is the shortest time a written record is kept by Badger's TTL,
+// even if its retention ended before it was written.
+const minKeep = time.Minute
+
+// CreateToken stores a new token. ErrExists if the hash is present.
+func (s *Store) CreateToken(ctx context.Context, t *store.Token) error {
+	rec := *t
+	return s.update(ctx, func(txn *badgerdb.Txn) error {
+		_, err := txn.Get(tokenKey(rec.Hash))
+		switch {
+		case err == nil:
+			return store.ErrExists
+		case !errors.Is(err, badgerdb.ErrKeyNotFound):
+			return err
+		}
+		return s.putToken(txn, nil, &rec)
+	})
+}
+
+// Token returns the token with hash h, expired and revoked ones included,
+// until its retention ends.
+func (s *Store) Token(ctx context.Context, h store.Hash) (*store.Token, error) {
+	var t *store.Token
+	err := s.view(ctx, func(txn *badgerdb.Txn) error {
+		var err error
+		t, err = getToken(txn, h)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// UpdateToken applies fn to the token atomically. fn may run more than once
+// if concurrent writers conflict; only its last successful run is written.
+func (s *Store) UpdateToken(ctx context.Context, h store.Hash, fn func(*store.Token) error) (*store.Token, error) {
+	var out *store.Token
+	err := s.update(ctx, func(txn *badgerdb.Txn) error {
+		old, err := getToken(txn, h)
+		if err != nil {
+			return err
+		}
+		t := *old
+		if err := fn(&t); err != nil {
+			return err
+		}
+		t.Hash = h
+		if err := s.putToken(txn, old, &t); err != nil {
+			return err
+		}
+		out = &t
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// getToken reads the token with hash h; store.ErrNotFound if absent.
+func getToken(txn *badgerdb.Txn, h store.Hash) (*store.Token, error) {
+	item, err := txn.Get(tokenKey(h))
+	if errors.Is(err, badgerdb.ErrKeyNotFound) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	t := &store.Token{Hash: h}
+	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, t) }); err != nil {
+		return nil, fmt.Errorf("badger: token %s: %w", h.ID(), err)
+	}
+	return t, nil
+}
+
+// putToken writes t and keeps the enrollment index in step with its
+// binding; old is the record being replaced, nil for a new token.
+func (s *Store) putToken(txn *badgerdb.Txn, old, t *store.Token) error {
+	v, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	exp := s.tokenExpiry(t)
+	if err := txn.SetEntry(&badgerdb.Entry{Key: tokenKey(t.Hash), Value: v, ExpiresAt: exp}); err != nil {
+		return err
+	}
+	if old != nil && old.EnrollmentID != "" && old.EnrollmentID != t.EnrollmentID {
+		if err := txn.Delete(indexKey(old.EnrollmentID, t.Hash)); err != nil {
+			return err
+		}
+	}
+	if t.EnrollmentID != "" {
+		// Rewritten with every token write so it expires with the token.
+		return txn.SetEntry(&badgerdb.Entry{Key: indexKey(t.EnrollmentID, t.Hash), ExpiresAt: exp})
+	}
+	return nil
+}
+
+// tokenExpiry is the Badger TTL (Unix seconds on the wall clock, 0 for
+// none) of a token record: TokenRetention after it expires or is revoked,
+// whichever comes first. The remaining time is measured on the store's
+// clock and then applied to the wall clock Badger uses.
+func (s *Store) tokenExpiry(t *store.Token) uint64 {
+	end := t.ExpiresAt
+	if !t.RevokedAt.IsZero() && (end.IsZero() || t.RevokedAt.Before(end)) {
+		end = t.RevokedAt
+	}
+	if end.IsZero() {
+		return 0
+	}
+	return wallExpiry(end.Add(s.retention).Sub(s.now()))
+}
+
+// wallExpiry converts a time to keep into a Badger expiry, rounding up to
+// whole seconds and keeping at least minKeep.
+func wallExpiry(keep time.Duration) uint64 {
+	keep = max(keep, minKeep)
+	return uint64(time.Now().Add(keep).Unix()) + 1
+}

@@ -1,0 +1,239 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mdmauth/mdmauth/internal/store"
+)
+
+// errRefused is what update functions in the suite return to abort.
+var errRefused = errors.New("storetest: refused")
+
+// newToken returns a fully populated token issued at now.
+func newToken(seed string, now time.Time) *store.Token {
+	return &store.Token{
+		Hash:           hashOf(seed),
+		Issuer:         "https://idp.example.com",
+		Subject:        "sub-" + seed,
+		SessionID:      "sid-" + seed,
+		UserIdentifier: seed + "@example.com",
+		ManagedAppleID: seed + "@appleid.example.com",
+		Mode:           "byod",
+		ModelFamily:    "iPhone",
+		IssuedAt:       now,
+		ExpiresAt:      now.Add(24 * time.Hour),
+	}
+}
+
+// createToken stores a new token and fails the test on error.
+func createToken(t *testing.T, s store.Store, tok *store.Token) {
+	t.Helper()
+	if err := s.CreateToken(context.Background(), tok); err != nil {
+		t.Fatalf("CreateToken: %v", err)
+	}
+}
+
+// mustToken reads a token and fails the test on error.
+func mustToken(t *testing.T, s store.Store, h store.Hash) *store.Token {
+	t.Helper()
+	got, err := s.Token(context.Background(), h)
+	if err != nil {
+		t.Fatalf("Token(%s): %v", h.ID(), err)
+	}
+	if got == nil {
+		t.Fatalf("Token(%s) returned nil without error", h.ID())
+	}
+	return got
+}
+
+// assertToken reports every field in which got differs from want. Times are
+// compared as instants.
+func assertToken(t *testing.T, got, want *store.Token) {
+	t.Helper()
+	if got == nil {
+		t.Fatal("token is nil")
+	}
+	var diffs []string
+	check := func(name string, ok bool) {
+		if !ok {
+			diffs = append(diffs, name)
+		}
+	}
+	check("Hash", got.Hash == want.Hash)
+	check("Issuer", got.Issuer == want.Issuer)
+	check("Subject", got.Subject == want.Subject)
+	check("SessionID", got.SessionID == want.SessionID)
+	check("UserIdentifier", got.UserIdentifier == want.UserIdentifier)
+	check("ManagedAppleID", got.ManagedAppleID == want.ManagedAppleID)
+	check("Mode", got.Mode == want.Mode)
+	check("ModelFamily", got.ModelFamily == want.ModelFamily)
+	check("IssuedAt", got.IssuedAt.Equal(want.IssuedAt))
+	check("ExpiresAt", got.ExpiresAt.Equal(want.ExpiresAt))
+	check("RevokedAt", got.RevokedAt.Equal(want.RevokedAt))
+	check("EnrollmentID", got.EnrollmentID == want.EnrollmentID)
+	if len(diffs) > 0 {
+		t.Errorf("token differs in %s:\n got %+v\nwant %+v", strings.Join(diffs, ", "), *got, *want)
+	}
+}
+
+func testTokens(t *testing.T, f Factory) {
+	ctx := context.Background()
+
+	t.Run("CreateThenRead", func(t *testing.T) {
+		s, c := open(t, f)
+		want := newToken("a", c.Now())
+		createToken(t, s, want)
+		assertToken(t, mustToken(t, s, want.Hash), want)
+	})
+
+	t.Run("CreateDuplicateIsErrExists", func(t *testing.T) {
+		s, c := open(t, f)
+		orig := newToken("a", c.Now())
+		createToken(t, s, orig)
+		dup := newToken("a", c.Now())
+		dup.Subject = "someone-else"
+		if err := s.CreateToken(ctx, dup); !errors.Is(err, store.ErrExists) {
+			t.Fatalf("second CreateToken: got %v, want ErrExists", err)
+		}
+		assertToken(t, mustToken(t, s, orig.Hash), orig)
+	})
+
+	t.Run("UnknownIsErrNotFound", func(t *testing.T) {
+		s, _ := open(t, f)
+		if _, err := s.Token(ctx, hashOf("nope")); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Token: got %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("ReturnsCopies", func(t *testing.T) {
+		s, c := open(t, f)
+		want := newToken("a", c.Now())
+		createToken(t, s, want)
+		want.Subject = "changed-after-create"
+		got := mustToken(t, s, want.Hash)
+		if got.Subject != "sub-a" {
+			t.Fatalf("stored token changed with the caller's copy: Subject %q", got.Subject)
+		}
+		got.Subject = "changed-after-read"
+		if again := mustToken(t, s, want.Hash); again.Subject != "sub-a" {
+			t.Fatalf("stored token changed with a returned copy: Subject %q", again.Subject)
+		}
+	})
+
+	t.Run("UpdateWrites", func(t *testing.T) {
+		s, c := open(t, f)
+		want := newToken("a", c.Now())
+		createToken(t, s, want)
+		got, err := s.UpdateToken(ctx, want.Hash, func(tok *store.Token) error {
+			assertToken(t, tok, want)
+			tok.ManagedAppleID = "new@appleid.example.com"
+			tok.ExpiresAt = tok.ExpiresAt.Add(time.Hour)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("UpdateToken: %v", err)
+		}
+		want.ManagedAppleID = "new@appleid.example.com"
+		want.ExpiresAt = want.ExpiresAt.Add(time.Hour)
+		assertToken(t, got, want)
+		assertToken(t, mustToken(t, s, want.Hash), want)
+	})
+
+	t.Run("UpdateErrorWritesNothing", func(t *testing.T) {
+		s, c := open(t, f)
+		want := newToken("a", c.Now())
+		createToken(t, s, want)
+		_, err := s.UpdateToken(ctx, want.Hash, func(tok *store.Token) error {
+			tok.Subject = "mutated"
+			tok.RevokedAt = c.Now()
+			return errRefused
+		})
+		if !errors.Is(err, errRefused) {
+			t.Fatalf("UpdateToken: got %v, want the function's error", err)
+		}
+		assertToken(t, mustToken(t, s, want.Hash), want)
+	})
+
+	t.Run("UpdateUnknownIsErrNotFound", func(t *testing.T) {
+		s, _ := open(t, f)
+		called := false
+		_, err := s.UpdateToken(ctx, hashOf("nope"), func(*store.Token) error {
+			called = true
+			return nil
+		})
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("UpdateToken: got %v, want ErrNotFound", err)
+		}
+		if called {
+			t.Error("update function called for an unknown token")
+		}
+		if _, err := s.Token(ctx, hashOf("nope")); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Token after UpdateToken of unknown: got %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("Revoke", func(t *testing.T) {
+		s, c := open(t, f)
+		want := newToken("a", c.Now())
+		createToken(t, s, want)
+		c.Advance(time.Minute)
+		revokedAt := c.Now()
+		got, err := s.UpdateToken(ctx, want.Hash, func(tok *store.Token) error {
+			tok.RevokedAt = revokedAt
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("UpdateToken: %v", err)
+		}
+		want.RevokedAt = revokedAt
+		assertToken(t, got, want)
+		// Revoked tokens stay readable, so a replay is recognised.
+		c.Advance(time.Hour)
+		assertToken(t, mustToken(t, s, want.Hash), want)
+	})
+
+	t.Run("ExpiredStillReadable", func(t *testing.T) {
+		s, c := open(t, f)
+		old := newToken("old", c.Now().Add(-48*time.Hour)) // expired a day ago
+		createToken(t, s, old)
+		cur := newToken("cur", c.Now())
+		createToken(t, s, cur)
+		c.Advance(25 * time.Hour) // cur expired an hour ago
+		assertToken(t, mustToken(t, s, old.Hash), old)
+		assertToken(t, mustToken(t, s, cur.Hash), cur)
+	})
+
+	t.Run("ConcurrentUpdatesAreAtomic", func(t *testing.T) {
+		s, c := open(t, f)
+		tok := newToken("a", c.Now())
+		tok.SessionID = ""
+		createToken(t, s, tok)
+		const n = 10
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for range n {
+			wg.Go(func() {
+				_, err := s.UpdateToken(ctx, tok.Hash, func(tok *store.Token) error {
+					tok.SessionID += "x"
+					return nil
+				})
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("concurrent UpdateToken: %v", err)
+			}
+		}
+		if got := mustToken(t, s, tok.Hash).SessionID; got != strings.Repeat("x", n) {
+			t.Fatalf("after %d concurrent appends SessionID is %q: updates were lost", n, got)
+		}
+	})
+}
