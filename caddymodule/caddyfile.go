@@ -1,0 +1,227 @@
+package caddymodule
+
+import (
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("mdm_auth", parseCaddyfile)
+	// Before the authentication handlers (and so before handle, route and
+	// reverse_proxy): no `order` line needed.
+	httpcaddyfile.RegisterDirectiveOrder("mdm_auth", httpcaddyfile.Before, "basic_auth")
+	httpcaddyfile.RegisterGlobalOption("mdm_auth", parseGlobalOption)
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Handler)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	mdm_auth {
+//		prefix             /mdmauth
+//		public_url         https://mdm.example.com
+//		oidc {
+//			issuer                 https://idp.example.com/
+//			client_id              mdmauth
+//			client_secret          {env.MDMAUTH_OIDC_SECRET}
+//			scopes                 openid email profile
+//			managed_apple_id_claim email
+//			allow_unverified_email
+//		}
+//		discovery {
+//			domains example.com example.org
+//			mode    byod
+//			mode    Mac RealityDevice adde
+//		}
+//		enrollment_profile /etc/mdmauth/enroll.mobileconfig
+//		access_token_ttl   90d
+//		protect            /mdm/ad
+//		reauth_max_age     5m
+//		require_identifier_match
+//		max_enroll_body    64KiB
+//		max_mdm_body       8MiB
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "prefix":
+			if !d.AllArgs(&h.Prefix) {
+				return d.ArgErr()
+			}
+		case "public_url":
+			if !d.AllArgs(&h.PublicURL) {
+				return d.ArgErr()
+			}
+		case "enrollment_profile":
+			if !d.AllArgs(&h.EnrollmentProfile) {
+				return d.ArgErr()
+			}
+		case "access_token_ttl", "reauth_max_age":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil {
+				return d.Errf("%s: %v", d.Val(), err)
+			}
+			if d.Val() == "access_token_ttl" {
+				h.AccessTokenTTL = caddy.Duration(dur)
+			} else {
+				h.ReauthMaxAge = caddy.Duration(dur)
+			}
+		case "protect":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.Protect = append(h.Protect, args...)
+		case "require_identifier_match":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.RequireIdentifierMatch = true
+		case "max_enroll_body", "max_mdm_body":
+			name := d.Val()
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(s)
+			if err != nil || n == 0 || n > 1<<30 {
+				return d.Errf("%s: invalid size %q", name, s)
+			}
+			if name == "max_enroll_body" {
+				h.MaxEnrollBody = int64(n)
+			} else {
+				h.MaxMDMBody = int64(n)
+			}
+		case "oidc":
+			if err := h.OIDC.unmarshal(d); err != nil {
+				return err
+			}
+		case "discovery":
+			if err := h.Discovery.unmarshal(d); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unknown mdm_auth option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func (o *OIDC) unmarshal(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "issuer":
+			if !d.AllArgs(&o.Issuer) {
+				return d.ArgErr()
+			}
+		case "client_id":
+			if !d.AllArgs(&o.ClientID) {
+				return d.ArgErr()
+			}
+		case "client_secret":
+			if !d.AllArgs(&o.ClientSecret) {
+				return d.ArgErr()
+			}
+		case "scopes":
+			o.Scopes = d.RemainingArgs()
+			if len(o.Scopes) == 0 {
+				return d.ArgErr()
+			}
+		case "managed_apple_id_claim":
+			if !d.AllArgs(&o.ManagedAppleIDClaim) {
+				return d.ArgErr()
+			}
+		case "allow_unverified_email":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			o.AllowUnverifiedEmail = true
+		default:
+			return d.Errf("unknown oidc option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func (c *Discovery) unmarshal(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "domains":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			c.Domains = append(c.Domains, args...)
+		case "mode":
+			args := d.RemainingArgs()
+			switch len(args) {
+			case 0:
+				return d.ArgErr()
+			case 1:
+				c.Mode = args[0]
+			default:
+				if c.ModelModes == nil {
+					c.ModelModes = map[string]string{}
+				}
+				mode := args[len(args)-1]
+				for _, fam := range args[:len(args)-1] {
+					c.ModelModes[fam] = mode
+				}
+			}
+		default:
+			return d.Errf("unknown discovery option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// parseGlobalOption parses the mdm_auth global option:
+//
+//	{
+//		mdm_auth {
+//			storage_dir /var/lib/mdmauth
+//		}
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	d.Next()
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "storage_dir":
+			if !d.AllArgs(&app.StorageDir) {
+				return nil, d.ArgErr()
+			}
+		default:
+			return nil, d.Errf("unknown mdm_auth global option %q", d.Val())
+		}
+	}
+	return httpcaddyfile.App{Name: "mdm_auth", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// Interface guards.
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,224 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/mdmauth/mdmauth/internal/apple"
+	"github.com/mdmauth/mdmauth/internal/gateway"
+	"github.com/mdmauth/mdmauth/internal/profile"
+	"github.com/mdmauth/mdmauth/internal/signin"
+	"github.com/mdmauth/mdmauth/internal/token"
+)
+
+// DefaultAccessTokenTTL is the lifetime of tokens from web sign-in. Every
+// expiry makes the user sign in again on the device, so it is long.
+const DefaultAccessTokenTTL = 90 * 24 * time.Hour
+
+// signInLinkMaxAge bounds how long a stored challenge's sign-in URL works.
+const signInLinkMaxAge = 400 * 24 * time.Hour
+
+// Handler is the mdm_auth HTTP handler. It serves Apple's account-driven
+// enrollment (service discovery, the enrollment URL and its 401 challenge,
+// web sign-in through an OIDC provider, the enrollment profile) and checks
+// the bearer token on every request to the protected MDM paths. Everything
+// else passes to the next handler untouched.
+type Handler struct {
+	// Prefix of the handler's own endpoints. Default: /mdmauth.
+	Prefix string `json:"prefix,omitempty"`
+	// PublicURL is the scheme://host[:port] devices and browsers reach this
+	// server at. Default: taken from each request.
+	PublicURL string `json:"public_url,omitempty"`
+	// OIDC is the organization's identity provider.
+	OIDC OIDC `json:"oidc"`
+	// Discovery decides who is answered and in which mode.
+	Discovery Discovery `json:"discovery"`
+	// EnrollmentProfile is the path of the enrollment profile template
+	// (.mobileconfig, XML). Its com.apple.mdm ServerURL/CheckInURL should
+	// point at a protected path.
+	EnrollmentProfile string `json:"enrollment_profile"`
+	// AccessTokenTTL is the lifetime of access tokens (jittered ±10%).
+	// Default: 90 days. Minimum: 1 hour.
+	AccessTokenTTL caddy.Duration `json:"access_token_ttl,omitempty"`
+	// Protect lists the path prefixes of the account-driven enrollments'
+	// ServerURL/CheckInURL, matched by path segment against the request's
+	// original path and its current one. Every request there needs a valid
+	// bearer token. Never list paths that profile-based or ADE devices
+	// use: a 401 makes those unenroll.
+	Protect []string `json:"protect,omitempty"`
+	// ReauthMaxAge, when set, asks the provider for max_age=<this> on
+	// re-authentication instead of prompt=login.
+	ReauthMaxAge caddy.Duration `json:"reauth_max_age,omitempty"`
+	// RequireIdentifierMatch requires the identifier typed on the device to
+	// equal the signed-in user's Managed Apple ID.
+	RequireIdentifierMatch bool `json:"require_identifier_match,omitempty"`
+	// MaxEnrollBody limits enrollment request bodies (default 64 KiB).
+	MaxEnrollBody int64 `json:"max_enroll_body,omitempty"`
+	// MaxMDMBody limits protected MDM request bodies (default 8 MiB).
+	MaxMDMBody int64 `json:"max_mdm_body,omitempty"`
+
+	gw *gateway.Gateway
+}
+
+// OIDC configures the OpenID Connect relying party.
+type OIDC struct {
+	// Issuer URL, exactly as in the provider's discovery document.
+	Issuer string `json:"issuer"`
+	// ClientID and ClientSecret of the client registered at the provider,
+	// whose redirect URI is https://<host><prefix>/oidc/callback.
+	// {env.*} placeholders are expanded.
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret,omitempty"`
+	// Scopes requested. Default: openid email profile.
+	Scopes []string `json:"scopes,omitempty"`
+	// ManagedAppleIDClaim names the claim holding the Managed Apple ID.
+	// Default: email.
+	ManagedAppleIDClaim string `json:"managed_apple_id_claim,omitempty"`
+	// AllowUnverifiedEmail accepts an email claim without email_verified.
+	AllowUnverifiedEmail bool `json:"allow_unverified_email,omitempty"`
+}
+
+// Discovery configures the answers to /.well-known/com.apple.remotemanagement.
+type Discovery struct {
+	// Domains of user identifiers that are answered; others are refused.
+	Domains []string `json:"domains"`
+	// Mode is the default enrollment mode: byod (User Enrollment) or adde
+	// (account-driven Device Enrollment). Default: byod.
+	Mode string `json:"mode,omitempty"`
+	// ModelModes maps a model-family (iPhone, iPad, Mac, RealityDevice) to
+	// its mode.
+	ModelModes map[string]string `json:"model_modes,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mdm_auth",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision builds the gateway. It reads local files and the store; it
+// does no network I/O (OIDC discovery happens at the first sign-in).
+func (h *Handler) Provision(ctx caddy.Context) error {
+	log := ctx.Logger()
+	appIface, err := ctx.App("mdm_auth")
+	if err != nil {
+		return fmt.Errorf("loading mdm_auth app: %v", err)
+	}
+	st := appIface.(*App).Store()
+	repl := caddy.NewReplacer()
+	expand := func(s string) string { return repl.ReplaceKnown(s, "") }
+
+	cfg := gateway.Config{
+		Prefix:        h.Prefix,
+		Domains:       append([]string(nil), h.Discovery.Domains...),
+		Protect:       append([]string(nil), h.Protect...),
+		MaxEnrollBody: h.MaxEnrollBody,
+		MaxMDMBody:    h.MaxMDMBody,
+		FamilyModes:   map[string]apple.Mode{},
+	}
+	if pu := expand(h.PublicURL); pu != "" {
+		u, err := url.Parse(pu)
+		if err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("public_url %q must be scheme://host[:port]", pu)
+		}
+		cfg.PublicURL = u
+	}
+	if h.Discovery.Mode != "" {
+		if cfg.DefaultMode, err = apple.ParseMode(h.Discovery.Mode); err != nil {
+			return fmt.Errorf("discovery mode: %v", err)
+		}
+	}
+	for fam, m := range h.Discovery.ModelModes {
+		mode, err := apple.ParseMode(m)
+		if err != nil {
+			return fmt.Errorf("discovery mode for %s: %v", fam, err)
+		}
+		if !apple.SupportsAccountDrivenEnrollment(fam) {
+			return fmt.Errorf("discovery mode: model family %q cannot enroll account-driven", fam)
+		}
+		cfg.FamilyModes[fam] = mode
+	}
+	path := expand(h.EnrollmentProfile)
+	if path == "" {
+		return fmt.Errorf("enrollment_profile is required")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("enrollment_profile: %v", err)
+	}
+	if cfg.Template, err = profile.ParseTemplate(data); err != nil {
+		return fmt.Errorf("enrollment_profile %s: %v", path, err)
+	}
+	if cfg.Template.HasStaticSCEPChallenge() {
+		log.Warn("the enrollment profile carries a static SCEP challenge: every signed-in user receives it", zap.String("file", path))
+	}
+
+	ttl := time.Duration(h.AccessTokenTTL)
+	if ttl == 0 {
+		ttl = DefaultAccessTokenTTL
+	}
+	lt := token.Lifetime{TTL: ttl, Jitter: 0.1, Floor: token.DefaultFloor}
+	if err := lt.Validate(); err != nil {
+		return fmt.Errorf("access_token_ttl: %v", err)
+	}
+	tokens := &token.Manager{Store: st, Lifetime: lt}
+
+	rp, err := signin.NewRP(signin.OIDCConfig{
+		Issuer:       expand(h.OIDC.Issuer),
+		ClientID:     expand(h.OIDC.ClientID),
+		ClientSecret: expand(h.OIDC.ClientSecret),
+		Scopes:       h.OIDC.Scopes,
+	})
+	if err != nil {
+		return fmt.Errorf("oidc: %v", err)
+	}
+	key, err := st.Secret(ctx, "signin-flow-hmac", func() ([]byte, error) { return randomBytes(32) })
+	if err != nil {
+		return fmt.Errorf("loading the sign-in signing key: %v", err)
+	}
+	signer := signin.Signer{Key: key, MaxAge: signInLinkMaxAge}
+	web := &signin.Web{
+		RP: rp, Tokens: tokens, Store: st, Signer: signer,
+		Claims: signin.Claims{
+			ManagedAppleID:         h.OIDC.ManagedAppleIDClaim,
+			RequireEmailVerified:   !h.OIDC.AllowUnverifiedEmail,
+			RequireIdentifierMatch: h.RequireIdentifierMatch,
+		},
+		ReauthMaxAge: time.Duration(h.ReauthMaxAge),
+		Log:          log,
+	}
+	h.gw, err = gateway.New(cfg, gateway.Deps{Web: web, Tokens: tokens, Store: st, Signer: signer, Log: log})
+	if err != nil {
+		return err
+	}
+	h.gw.OriginalPath = originalPath
+	h.gw.SkipAccessLog = func(r *http.Request) { caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true) }
+	return nil
+}
+
+func originalPath(r *http.Request) string {
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
+		return orig.URL.Path
+	}
+	return ""
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	return h.gw.ServeHTTP(w, r, next.ServeHTTP)
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,103 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/mdmauth/mdmauth/internal/apple"
+	"github.com/mdmauth/mdmauth/internal/profile"
+	"github.com/mdmauth/mdmauth/internal/signin"
+	"github.com/mdmauth/mdmauth/internal/store"
+	"github.com/mdmauth/mdmauth/internal/token"
+)
+
+// enroll handles POST <BaseURL>: 401 + challenge without a valid bearer,
+// the enrollment profile with one.
+func (g *Gateway) enroll(w http.ResponseWriter, r *http.Request, modeSeg string) {
+	mode, err := apple.ParseMode(modeSeg)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	if !allow(w, r, http.MethodPost) {
+		return
+	}
+	// Never form-parse this body: read the raw bytes whatever the type says.
+	body, ok := readBody(w, r, g.cfg.MaxEnrollBody)
+	if !ok {
+		return
+	}
+	family := r.URL.Query().Get("model-family")
+	if len(family) > 32 {
+		family = ""
+	}
+	info, derr := apple.DecodeEnrollBody(body)
+	devFields := []zap.Field{zap.String("product", info.Product), zap.String("os_version", info.Version),
+		zap.String("language", info.Language), zap.Bool("signed_body", info.Signed)}
+	if derr != nil {
+		devFields = append(devFields, zap.String("body_error", derr.Error()))
+	}
+
+	bearer, has := apple.ParseBearer(r.Header.Get("Authorization"))
+	if !has {
+		g.log.Info("enrollment challenged", append(devFields, zap.String("mode", string(mode)), zap.String("model_family", family))...)
+		g.challenge(w, r, signin.Flow{Kind: signin.KindEnroll, Mode: string(mode), ModelFamily: family})
+		return
+	}
+	tok, err := g.tokens.Lookup(r.Context(), bearer)
+	if reason := token.ReasonOf(err); reason != "" || err == nil && tok == nil {
+		// The device reads this 401 as "account invalidated" and stops.
+		g.log.Warn("enrollment refused", append(devFields, zap.String("reason", string(reason)), tokenID(tok))...)
+		g.challenge(w, r, signin.Flow{Kind: signin.KindEnroll, Mode: string(mode), ModelFamily: family})
+		return
+	}
+	if err != nil {
+		storeUnavailable(w, g.log, err)
+		return
+	}
+	if tok.Mode != string(mode) {
+		g.refuseEnroll(w, "com.apple.mdmauth.mode-mismatch", "This sign-in was for another kind of enrollment. Start again from Settings.", tok, devFields)
+		return
+	}
+	if tok.EnrollmentID != "" {
+		e, err := g.store.Enrollment(r.Context(), tok.EnrollmentID)
+		switch {
+		case err == nil && e.State != store.StateActive && e.State != store.StateReauth:
+			g.refuseEnroll(w, "com.apple.mdmauth.enrollment-"+string(e.State), "This device cannot be enrolled now. Contact your IT administrator.", tok, devFields)
+			return
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			storeUnavailable(w, g.log, err)
+			return
+		}
+	}
+	prof, err := g.cfg.Template.Render(profile.Params{Mode: tok.Mode, ManagedAppleID: tok.ManagedAppleID})
+	if err != nil {
+		g.log.Error("rendering profile", zap.Error(err))
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/x-apple-aspen-config")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(prof)
+	g.log.Info("profile served", append(devFields, tokenID(tok), zap.String("managed_apple_id", tok.ManagedAppleID),
+		zap.String("mode", tok.Mode), zap.String("iss", tok.Issuer), zap.String("sub", tok.Subject))...)
+}
+
+func (g *Gateway) refuseEnroll(w http.ResponseWriter, code, msg string, tok *store.Token, f []zap.Field) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusForbidden)
+	_, _ = w.Write(apple.EnrollmentRefused(code, msg))
+	g.log.Warn("enrollment refused", append(f, zap.String("reason", code), tokenID(tok))...)
+}
+
+func tokenID(t *store.Token) zap.Field {
+	if t == nil {
+		return zap.Skip()
+	}
+	return zap.String("token_id", t.ID())
+}

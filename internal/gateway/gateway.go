@@ -1,0 +1,285 @@
+// Package gateway is the HTTP core of mdmauth, free of Caddy: it routes the
+// discovery, enrollment and sign-in endpoints, and guards the protected MDM
+// paths before the next handler (the reverse proxy to the MDM) runs.
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mdmauth/mdmauth/internal/apple"
+	"github.com/mdmauth/mdmauth/internal/profile"
+	"github.com/mdmauth/mdmauth/internal/signin"
+	"github.com/mdmauth/mdmauth/internal/store"
+	"github.com/mdmauth/mdmauth/internal/token"
+)
+
+// Defaults.
+const (
+	DefaultPrefix        = "/mdmauth"
+	DefaultMaxEnrollBody = 64 << 10
+	DefaultMaxMDMBody    = 8 << 20
+)
+
+// Config is the gateway's validated configuration.
+type Config struct {
+	// Prefix of the gateway's own endpoints (default /mdmauth).
+	Prefix string
+	// PublicURL, when set, is the scheme://host[:port] of public URLs;
+	// otherwise they are derived from each request.
+	PublicURL *url.URL
+	// Domains are the user-identifier domains discovery answers.
+	Domains []string
+	// DefaultMode and FamilyModes choose the enrollment mode.
+	DefaultMode apple.Mode
+	FamilyModes map[string]apple.Mode
+	// Template is the enrollment profile template.
+	Template *profile.Template
+	// Protect lists the path prefixes (matched by segment) of the
+	// account-driven enrollments' ServerURL/CheckInURL.
+	Protect []string
+	// Body limits.
+	MaxEnrollBody int64
+	MaxMDMBody    int64
+}
+
+// Gateway serves the endpoints and guards the protected paths.
+type Gateway struct {
+	cfg    Config
+	web    *signin.Web
+	tokens *token.Manager
+	store  store.Store
+	signer signin.Signer
+	log    *zap.Logger
+	now    func() time.Time
+
+	// OriginalPath returns the path the client sent, before any rewrite;
+	// protected paths are checked against it too, so that a rewrite can
+	// never take a request around the bearer check. Optional.
+	OriginalPath func(*http.Request) string
+	// SkipAccessLog marks a response that carries a credential (the 308
+	// with the access token, the callback URL with the code) so that the
+	// server's access log leaves it out. Optional.
+	SkipAccessLog func(*http.Request)
+}
+
+// Deps are the gateway's collaborators.
+type Deps struct {
+	Web    *signin.Web
+	Tokens *token.Manager
+	Store  store.Store
+	Signer signin.Signer
+	Log    *zap.Logger
+	Now    func() time.Time
+}
+
+// New validates cfg and returns a gateway.
+func New(cfg Config, d Deps) (*Gateway, error) {
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if !strings.HasPrefix(cfg.Prefix, "/") || strings.HasSuffix(cfg.Prefix, "/") {
+		return nil, fmt.Errorf("prefix %q must start with / and not end with /", cfg.Prefix)
+	}
+	if cfg.MaxEnrollBody <= 0 {
+		cfg.MaxEnrollBody = DefaultMaxEnrollBody
+	}
+	if cfg.MaxMDMBody <= 0 {
+		cfg.MaxMDMBody = DefaultMaxMDMBody
+	}
+	if cfg.DefaultMode == "" {
+		cfg.DefaultMode = apple.ModeBYOD
+	}
+	if len(cfg.Domains) == 0 {
+		return nil, errors.New("discovery needs at least one domain")
+	}
+	for i, d := range cfg.Domains {
+		cfg.Domains[i] = strings.ToLower(strings.TrimSuffix(d, "."))
+	}
+	if cfg.Template == nil {
+		return nil, errors.New("an enrollment profile template is required")
+	}
+	for i, p := range cfg.Protect {
+		p = strings.TrimSuffix(p, "/")
+		if !strings.HasPrefix(p, "/") || p == "" {
+			return nil, fmt.Errorf("protect path %q must start with / and not be the root", cfg.Protect[i])
+		}
+		if segmentMatch(p, cfg.Prefix) || segmentMatch(cfg.Prefix, p) || segmentMatch(apple.WellKnownPath, p) {
+			return nil, fmt.Errorf("protect path %q overlaps the gateway's own endpoints", p)
+		}
+		cfg.Protect[i] = p
+	}
+	if d.Log == nil {
+		d.Log = zap.NewNop()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &Gateway{cfg: cfg, web: d.Web, tokens: d.Tokens, store: d.Store, signer: d.Signer, log: d.Log, now: d.Now}, nil
+}
+
+// Next is the rest of the handler chain.
+type Next func(http.ResponseWriter, *http.Request) error
+
+// Paths under the prefix.
+const (
+	pathEnroll   = "/enroll/"
+	pathSignIn   = "/sign-in/"
+	pathCallback = "/oidc/callback"
+)
+
+// ServeHTTP handles the gateway's endpoints and protected paths and passes
+// everything else to next untouched.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next Next) error {
+	p := r.URL.Path
+	switch {
+	case p == apple.WellKnownPath:
+		g.discovery(w, r)
+		return nil
+	case segmentMatch(p, g.cfg.Prefix):
+		g.own(w, r, strings.TrimPrefix(p, g.cfg.Prefix))
+		return nil
+	case g.protected(r):
+		return g.guard(w, r, next)
+	}
+	return next(w, r)
+}
+
+func (g *Gateway) own(w http.ResponseWriter, r *http.Request, rest string) {
+	switch {
+	case strings.HasPrefix(rest, pathEnroll):
+		g.enroll(w, r, strings.TrimPrefix(rest, pathEnroll))
+	case strings.HasPrefix(rest, pathSignIn):
+		if !allow(w, r, http.MethodGet, http.MethodHead) {
+			return
+		}
+		g.web.Start(w, r, strings.TrimPrefix(rest, pathSignIn), g.callbackURL(r))
+	case rest == pathCallback:
+		if g.SkipAccessLog != nil {
+			g.SkipAccessLog(r) // its URL holds the code, its answer the token
+		}
+		if !allow(w, r, http.MethodGet) {
+			return
+		}
+		g.web.Callback(w, r, g.callbackURL(r))
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func allow(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	for _, m := range methods {
+		if r.Method == m {
+			return true
+		}
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	return false
+}
+
+// base returns scheme://host of public URLs.
+func (g *Gateway) base(r *http.Request) string {
+	if g.cfg.PublicURL != nil {
+		return g.cfg.PublicURL.Scheme + "://" + g.cfg.PublicURL.Host
+	}
+	scheme := "https"
+	if r.TLS == nil {
+		scheme = "http"
+	}
+	return scheme + "://" + r.Host
+}
+
+// CallbackPath is the OIDC redirect path under the prefix.
+func (g *Gateway) callbackURL(r *http.Request) string {
+	return g.base(r) + g.cfg.Prefix + pathCallback
+}
+
+func (g *Gateway) signInURL(r *http.Request, f signin.Flow) (string, error) {
+	v, err := g.signer.Encode(f)
+	if err != nil {
+		return "", err
+	}
+	return g.base(r) + g.cfg.Prefix + pathSignIn + v, nil
+}
+
+// challenge answers 401 with exactly one apple-as-web challenge.
+func (g *Gateway) challenge(w http.ResponseWriter, r *http.Request, f signin.Flow) {
+	f.IssuedAt = g.now()
+	u, err := g.signInURL(r, f)
+	var ch string
+	if err == nil {
+		ch, err = apple.WebChallenge(u)
+	}
+	if err != nil {
+		g.log.Error("rendering challenge", zap.Error(err))
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("WWW-Authenticate", ch)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusUnauthorized)
+	_, _ = io.WriteString(w, "authentication required\n")
+}
+
+// readBody reads at most max bytes of the body; 413 past that.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, bool) {
+	if r.ContentLength > max {
+		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+		return nil, false
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+		} else {
+			http.Error(w, "cannot read request body", http.StatusBadRequest)
+		}
+		return nil, false
+	}
+	return b, true
+}
+
+// segmentMatch reports whether path is prefix or lies below it.
+func segmentMatch(path, prefix string) bool {
+	if !strings.HasPrefix(path, prefix) {
+		return false
+	}
+	return len(path) == len(prefix) || path[len(prefix)] == '/'
+}
+
+func (g *Gateway) protected(r *http.Request) bool {
+	if len(g.cfg.Protect) == 0 {
+		return false
+	}
+	paths := []string{r.URL.Path}
+	if g.OriginalPath != nil {
+		if op := g.OriginalPath(r); op != "" && op != r.URL.Path {
+			paths = append(paths, op)
+		}
+	}
+	for _, p := range paths {
+		for _, pr := range g.cfg.Protect {
+			if segmentMatch(p, pr) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func storeUnavailable(w http.ResponseWriter, log *zap.Logger, err error) {
+	log.Error("store unavailable", zap.Error(err))
+	w.Header().Set("Retry-After", "30")
+	http.Error(w, "service temporarily unavailable", http.StatusServiceUnavailable)
+}
