@@ -1,0 +1,219 @@
+// Package lab runs a complete mdmauth deployment on loopback from real
+// parts: NanoMDM v0.9.0, an OpenID provider with a real login form (the
+// zitadel example server), and Caddy built from this repository with
+// mdm_auth in front of NanoMDM. The end-to-end tests and the demo use it
+// with the device emulator.
+package lab
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/mdmauth/mdmauth/internal/device"
+	"github.com/mdmauth/mdmauth/internal/store"
+	"github.com/mdmauth/mdmauth/internal/store/badger"
+	"github.com/mdmauth/mdmauth/internal/testenv"
+	"github.com/mdmauth/mdmauth/internal/token"
+)
+
+// Options configures a lab.
+type Options struct {
+	// Users of the OpenID provider. Default: alice and bob (example.com),
+	// password "correct horse".
+	Users []testenv.User
+	// AccessTokenTTL as written in the Caddyfile. Default: the handler's.
+	AccessTokenTTL string
+}
+
+// Password of the default users.
+const Password = "correct horse"
+
+// DefaultUsers are alice and bob.
+var DefaultUsers = []testenv.User{
+	{ID: "u-alice", Username: "alice", Password: Password, FirstName: "Alice", LastName: "Liddell", Email: "alice@example.com", EmailVerified: true, PreferredLanguage: "en"},
+	{ID: "u-bob", Username: "bob", Password: Password, FirstName: "Bob", LastName: "Builder", Email: "bob@example.com", EmailVerified: true, PreferredLanguage: "en"},
+}
+
+// Lab is a running deployment.
+type Lab struct {
+	CA      *testenv.CA
+	NanoMDM *testenv.NanoMDM
+	OIDC    *testenv.OIDC
+	Caddy   *testenv.Caddy
+
+	// BaseURL is https://127.0.0.1:<port>, the gateway.
+	BaseURL string
+	// HTTPClient trusts the lab's CA.
+	HTTPClient *http.Client
+	// StorageDir is the token store.
+	StorageDir string
+	// AccessLog is the path of Caddy's access log.
+	AccessLog string
+	// TemplatePath is the enrollment profile template.
+	TemplatePath string
+}
+
+// Start builds what is missing and starts every part.
+func Start(tb testenv.TB, o Options) (*Lab, error) {
+	tb.Helper()
+	if len(o.Users) == 0 {
+		o.Users = DefaultUsers
+	}
+	dir := tb.TempDir()
+	ca, err := testenv.NewCA("mdmauth lab CA")
+	if err != nil {
+		return nil, err
+	}
+	caPath, err := ca.WritePEM(dir, "ca")
+	if err != nil {
+		return nil, err
+	}
+	srv, err := ca.IssueServer("127.0.0.1", "localhost")
+	if err != nil {
+		return nil, err
+	}
+	certPath, keyPath, err := srv.WritePEM(dir, "server")
+	if err != nil {
+		return nil, err
+	}
+	ports := make([]int, 3)
+	for i := range ports {
+		if ports[i], err = testenv.FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	httpsPort, httpPort, adminPort := ports[0], ports[1], ports[2]
+	l := &Lab{
+		CA:         ca,
+		BaseURL:    fmt.Sprintf("https://127.0.0.1:%d", httpsPort),
+		StorageDir: filepath.Join(dir, "mdmauth-store"),
+		AccessLog:  filepath.Join(dir, "access.log"),
+	}
+	l.HTTPClient = &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}},
+	}
+
+	if l.NanoMDM, err = testenv.StartNanoMDM(tb, testenv.NanoMDMOptions{CAPath: caPath}); err != nil {
+		return nil, err
+	}
+	if l.OIDC, err = testenv.StartOIDC(tb, o.Users, []string{l.BaseURL + "/mdmauth/oidc/callback"}); err != nil {
+		return nil, err
+	}
+	l.TemplatePath = filepath.Join(dir, "enroll.mobileconfig")
+	if err := writeTemplate(l.TemplatePath, l.BaseURL); err != nil {
+		return nil, err
+	}
+	var cf strings.Builder
+	if err := caddyfile.Execute(&cf, map[string]any{
+		"Admin": adminPort, "HTTP": httpPort, "HTTPS": httpsPort,
+		"Storage": l.StorageDir, "Cert": certPath, "Key": keyPath, "AccessLog": l.AccessLog,
+		"Issuer": l.OIDC.Issuer, "ClientID": l.OIDC.ClientID, "Template": l.TemplatePath,
+		"NanoMDM": l.NanoMDM.Addr, "TTL": o.AccessTokenTTL,
+	}); err != nil {
+		return nil, err
+	}
+	l.Caddy, err = testenv.StartCaddy(tb, testenv.CaddyOptions{
+		Caddyfile: cf.String(),
+		Env:       map[string]string{"MDMAUTH_OIDC_SECRET": l.OIDC.ClientSecret},
+		AdminAddr: fmt.Sprintf("127.0.0.1:%d", adminPort),
+		ReadyURL:  l.BaseURL + "/mdmauth/",
+	})
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+var caddyfile = template.Must(template.New("Caddyfile").Parse(`{
+	admin 127.0.0.1:{{.Admin}}
+	http_port {{.HTTP}}
+	https_port {{.HTTPS}}
+	mdm_auth {
+		storage_dir {{.Storage}}
+	}
+}
+
+https://127.0.0.1:{{.HTTPS}} {
+	tls {{.Cert}} {{.Key}}
+	log {
+		output file {{.AccessLog}}
+		format json
+	}
+	mdm_auth {
+		oidc {
+			issuer {{.Issuer}}
+			client_id {{.ClientID}}
+			client_secret {env.MDMAUTH_OIDC_SECRET}
+		}
+		discovery {
+			domains example.com
+			mode byod
+			mode Mac adde
+		}
+		enrollment_profile {{.Template}}
+		{{if .TTL}}access_token_ttl {{.TTL}}{{end}}
+		protect /mdm/ad
+	}
+	@accountDriven path /mdm/ad
+	rewrite @accountDriven /mdm
+	@mdm path /mdm /mdm/ad
+	handle @mdm {
+		reverse_proxy {{.NanoMDM}}
+	}
+	handle {
+		respond 404
+	}
+}
+`))
+
+// NewDevice returns an emulated device of family (iPhone, iPad, Mac) whose
+// user types identifier and signs in at the provider as username. Its MDM
+// identity is issued by the lab's CA, standing in for SCEP.
+func (l *Lab) NewDevice(family, product, identifier, username string, logf func(step, msg string)) (*device.Device, error) {
+	leaf, err := l.CA.IssueClient(identifier + " " + family)
+	if err != nil {
+		return nil, err
+	}
+	return device.New(device.Config{
+		Family: family, Product: product, OSVersion: "23A300", Language: "en-US",
+		UserIdentifier: identifier,
+		DiscoveryBase:  l.BaseURL,
+		HTTPClient:     l.HTTPClient,
+		Identity:       &device.Identity{Cert: leaf.Cert, Key: leaf.Key},
+		Browser:        &device.FormBrowser{Client: l.HTTPClient, Username: username, Password: Password},
+		Log:            logf,
+	})
+}
+
+// WithStore stops Caddy, opens the token store (Badger allows one process
+// per directory), runs fn with a token manager on it, closes it and starts
+// Caddy again: what an operator does through the store API.
+func (l *Lab) WithStore(fn func(m *token.Manager, s store.Store) error) error {
+	if err := l.Caddy.Stop(); err != nil {
+		return fmt.Errorf("stopping caddy: %w", err)
+	}
+	s, err := badger.Open(badger.Options{Dir: l.StorageDir, GCInterval: -1})
+	if err != nil {
+		return err
+	}
+	ferr := fn(&token.Manager{Store: s, Lifetime: token.Lifetime{TTL: 24 * time.Hour, Floor: time.Hour}}, s)
+	if err := s.Close(); err != nil && ferr == nil {
+		ferr = err
+	}
+	if err := l.Caddy.Start(); err != nil && ferr == nil {
+		ferr = fmt.Errorf("starting caddy: %w", err)
+	}
+	return ferr
+}
+
+func writeTemplate(path, base string) error {
+	t := strings.ReplaceAll(profileTemplate, "{{BASE}}", base)
+	return os.WriteFile(path, []byte(t), 0o600)
+}
