@@ -36,6 +36,8 @@ type Config struct {
 	// DiscoveryBase is the scheme and host the device asks, e.g.
 	// "https://example.com": the device requests DiscoveryBase +
 	// "/.well-known/com.apple.remotemanagement?user-identifier=…&model-family=…".
+	// Required for Discover and Enroll; a device used only through Install
+	// may leave it empty.
 	DiscoveryBase string
 
 	// HTTPClient carries the transport (TLS roots). The device clones it,
@@ -73,6 +75,7 @@ const (
 	UserChannel
 )
 
+// String names the channel.
 func (c Channel) String() string {
 	if c == UserChannel {
 		return "user channel"

@@ -108,10 +108,10 @@ func (d *Device) Enroll(ctx context.Context) (*Profile, error) {
 	}
 	d.log(StepProfile, "EnrollmentMode %s, AssignedManagedAppleID %s, ServerURL %s, signed %t",
 		p.EnrollmentMode, p.AssignedManagedAppleID, p.ServerURL, p.Signed)
-	d.SetToken(token)
 	if err := d.install(p, version); err != nil {
 		return nil, err
 	}
+	d.SetToken(token)
 	return p, nil
 }
 

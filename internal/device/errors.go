@@ -35,6 +35,7 @@ type ProtocolError struct {
 	Err    error // optional underlying error
 }
 
+// Error implements error.
 func (e *ProtocolError) Error() string {
 	s := e.Step + ": protocol deviation: " + e.Reason
 	if e.Err != nil {
@@ -61,6 +62,7 @@ type RefusedError struct {
 	Description string // for logs; optional
 }
 
+// Error implements error.
 func (e *RefusedError) Error() string {
 	return fmt.Sprintf("%s: refused (HTTP %d, code %q): %s", e.Step, e.Status, e.Code, e.Message)
 }
@@ -73,6 +75,7 @@ type HTTPError struct {
 	Body   []byte // at most the first 64 KiB
 }
 
+// Error implements error.
 func (e *HTTPError) Error() string {
 	s := e.Step + ": HTTP " + strconv.Itoa(e.Status)
 	if t := http.StatusText(e.Status); t != "" {
@@ -95,6 +98,7 @@ type SignInError struct {
 	Snippet string
 }
 
+// Error implements error.
 func (e *SignInError) Error() string {
 	s := fmt.Sprintf("sign-in: page %s answered HTTP %d", e.URL, e.Status)
 	if e.Reason != "" {
@@ -115,6 +119,7 @@ type OAuthError struct {
 	Description string
 }
 
+// Error implements error.
 func (e *OAuthError) Error() string {
 	s := e.Step + ": OAuth error " + strconv.Quote(e.Code)
 	if e.Status != 0 {

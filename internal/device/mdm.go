@@ -37,11 +37,11 @@ func (d *Device) sendMDM(ctx context.Context, r mdmRequest) ([]byte, error) {
 	if p == nil {
 		return nil, fmt.Errorf("%s: device is not enrolled", r.step)
 	}
-	url, contentType := p.ServerURL, CommandContentType
+	target, contentType := p.ServerURL, CommandContentType
 	if r.step == StepCheckIn {
 		contentType = CheckInContentType
 		if p.CheckInURL != "" {
-			url = p.CheckInURL
+			target = p.CheckInURL
 		}
 	}
 	for attempt := 0; ; attempt++ {
@@ -49,7 +49,7 @@ func (d *Device) sendMDM(ctx context.Context, r mdmRequest) ([]byte, error) {
 		if !d.sendsBearer(r.ch) {
 			opts.NoBearer = true
 		}
-		resp, body, err := d.Send(ctx, url, r.body, opts)
+		resp, body, err := d.Send(ctx, target, r.body, opts)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", r.step, r.what, err)
 		}

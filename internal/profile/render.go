@@ -62,7 +62,7 @@ func (t *Template) Render(p Params) ([]byte, error) {
 		c.fresh[i] = u
 	}
 
-	root := t.root
+	root := c.dict(t.root)
 	// The string rewrite already replaced every PayloadUUID; the MDM payload needs its keys.
 	mdm := root[keyPayloadContent].([]any)[t.mdmIndex].(map[string]any)
 	mdm[keyEnrollmentMode] = enrollmentMode

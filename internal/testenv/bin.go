@@ -19,18 +19,26 @@ import (
 // ModulePath is the module whose root holds .bin.
 const ModulePath = "github.com/mdmauth/mdmauth"
 
-// Pinned third-party binaries.
+// Pinned third-party binaries and this repository's Caddy.
 const (
-	NanoMDMName    = "nanomdm"
+	// NanoMDMName is the file name of NanoMDM in .bin.
+	NanoMDMName = "nanomdm"
+	// NanoMDMPackage is NanoMDM's main package.
 	NanoMDMPackage = "github.com/micromdm/nanomdm/cmd/nanomdm"
+	// NanoMDMVersion is the pinned NanoMDM version.
 	NanoMDMVersion = "v0.9.0"
 
-	// The zitadel example installs as "server"; it is renamed.
-	OIDCServerName    = "oidc-example-server"
+	// OIDCServerName is the file name of the zitadel example provider in .bin ("go install"
+	// names it "server").
+	OIDCServerName = "oidc-example-server"
+	// OIDCServerPackage is the example provider's main package.
 	OIDCServerPackage = "github.com/zitadel/oidc/v3/example/server"
+	// OIDCServerVersion is the pinned zitadel/oidc version.
 	OIDCServerVersion = "v3.52.0"
 
-	CaddyName    = "caddy"
+	// CaddyName is the file name of this repository's Caddy in .bin.
+	CaddyName = "caddy"
+	// CaddyPackage is its main package, relative to the repository root.
 	CaddyPackage = "./cmd/caddy"
 )
 
@@ -298,6 +306,13 @@ func lockBin(dir, name string) (unlock func(), err error) {
 		f.Close()
 		binMu.Unlock()
 		return nil, fmt.Errorf("testenv: lock %s: %w", f.Name(), err)
+	}
+	// Work directories left by an interrupted install or build of name are ours now.
+	for _, pat := range []string{".install-" + name + "-*", ".build-" + name + "-*"} {
+		stale, _ := filepath.Glob(filepath.Join(dir, pat))
+		for _, d := range stale {
+			_ = os.RemoveAll(d)
+		}
 	}
 	return func() {
 		_ = unlockFile(f)

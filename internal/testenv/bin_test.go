@@ -104,7 +104,10 @@ func TestBuildPackage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.Remove(p) })
+	t.Cleanup(func() {
+		os.Remove(p)
+		os.Remove(filepath.Join(filepath.Dir(p), ".testenv-hello.lock"))
+	})
 	out, err := exec.Command(p).CombinedOutput()
 	if err != nil {
 		t.Fatal(err)

@@ -28,3 +28,8 @@ func readCerts(t *testing.T, path string) []*x509.Certificate {
 		certs = append(certs, c)
 	}
 }
+
+// writeFile writes s to path.
+func writeFile(path, s string) error {
+	return os.WriteFile(path, []byte(s), 0o600)
+}

@@ -166,9 +166,6 @@ func TestOIDCWebSignIn(t *testing.T) {
 
 	// No provider session: a second authorization in the same cookie jar asks for the
 	// password again, so a wrong one fails.
-	if u, _ := url.Parse(o.Issuer); len(jar.Cookies(u)) > 0 {
-		t.Logf("provider set cookies: %d", len(jar.Cookies(u)))
-	}
 	_, err = o.SignIn(ctx, browser, rp.URL+"/start", "alice@example.test", "wrong")
 	var se *SignInError
 	if !errors.As(err, &se) || !strings.Contains(se.Message, "username or password wrong") {

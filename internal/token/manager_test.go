@@ -113,7 +113,7 @@ func TestIssueRefused(t *testing.T) {
 	})
 }
 
-func mustMint(t *testing.T, r io.Reader) string {
+func mustMint(t testing.TB, r io.Reader) string {
 	t.Helper()
 	raw, _, err := Mint(r)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -182,7 +183,7 @@ func rawQueryValue(raw, key string) string {
 	for item := range strings.SplitSeq(raw, "&") {
 		k, v, _ := strings.Cut(item, "=")
 		if k == key {
-			if d, err := unescape(v); err == nil {
+			if d, err := url.PathUnescape(v); err == nil {
 				return d
 			}
 			return v

@@ -50,6 +50,9 @@ func (s *Server) mdmHandler(w http.ResponseWriter, r *http.Request) {
 	req.HasBearer = hasBearer
 	req.TokenValid = hasBearer && s.validToken(tok)
 	status, answer := s.mdmAnswer(&req, r, body)
+	if status == http.StatusOK && s.opts.MDMUpstream != "" {
+		status, answer = s.forward(r, body)
+	}
 	req.Status = status
 	s.mu.Lock()
 	s.mdm = append(s.mdm, req)
@@ -121,6 +124,30 @@ func (s *Server) mdmAnswer(req *MDMRequest, r *http.Request, body []byte) (int, 
 		return http.StatusOK, nil
 	}
 	return http.StatusOK, q[0].raw
+}
+
+// forward relays an MDM request to Options.MDMUpstream without its
+// Authorization header.
+func (s *Server) forward(r *http.Request, body []byte) (int, []byte) {
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, s.opts.MDMUpstream, bytes.NewReader(body))
+	if err != nil {
+		return http.StatusBadGateway, nil
+	}
+	for _, h := range []string{"Content-Type", "User-Agent", "Mdm-Signature"} {
+		if v := r.Header.Get(h); v != "" {
+			out.Header.Set(h, v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(out)
+	if err != nil {
+		return http.StatusBadGateway, nil
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return http.StatusBadGateway, nil
+	}
+	return resp.StatusCode, answer
 }
 
 func verifyDetached(header string, body []byte) (*x509.Certificate, error) {

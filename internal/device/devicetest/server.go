@@ -60,6 +60,10 @@ type Options struct {
 	// EditProfile may change the profile's top-level and com.apple.mdm
 	// dictionaries before they are encoded.
 	EditProfile func(top, mdm map[string]any)
+	// MDMUpstream, if set, is where MDM requests that pass the signature
+	// and bearer checks are forwarded (without Authorization), as the
+	// gateway forwards them to NanoMDM; its answer is relayed.
+	MDMUpstream string
 	// Hook runs before the default handling of each stage; returning true
 	// means it answered the request itself.
 	Hook func(stage string, w http.ResponseWriter, r *http.Request) bool

@@ -184,5 +184,3 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	io.WriteString(w, "{"+strings.Join(parts, ",")+"}")
 }
-
-func unescape(s string) (string, error) { return url.PathUnescape(s) }
