@@ -79,7 +79,12 @@ func (m *Manager) Authorize(ctx context.Context, req Request) (*Decision, error)
 		case req.UserChannel:
 			return deny(ReasonNoBearer, nil, enr), nil
 		case enr != nil && enr.State != store.StateRemoved:
-			// A Mac's device channel never carries the bearer.
+			// A Mac's device channel never carries the bearer. CheckOut
+			// cannot handle a 401: accept it in every state.
+			if enr.Platform == store.PlatformMac && req.MessageType == "CheckOut" {
+				return &Decision{Allow: true, Reason: ReasonCheckOut, Enrollment: enr,
+					commit: m.checkOut(req.EnrollmentID, nil)}, nil
+			}
 			if enr.Platform == store.PlatformMac && (enr.State == store.StateActive || enr.State == store.StateReauth) {
 				d := &Decision{Allow: true, Reason: ReasonMacDevice, Enrollment: enr}
 				if req.MessageType == "CheckOut" {
@@ -88,7 +93,7 @@ func (m *Manager) Authorize(ctx context.Context, req Request) (*Decision, error)
 				return d, nil
 			}
 			return deny(ReasonNoBearer, nil, enr), nil
-		case req.MessageType == "Authenticate" && req.MacModel:
+		case req.MessageType == "Authenticate" && req.MacModel && (enr == nil || enr.Platform != store.PlatformOther):
 			// A Mac's first device-channel Authenticate: let it through
 			// and remember the platform once the MDM accepted it.
 			return &Decision{Allow: true, Reason: ReasonMacDevice, Enrollment: enr,
@@ -169,6 +174,10 @@ func needsBind(t *store.Token, e *store.Enrollment, h store.Hash, req Request) b
 func (m *Manager) allowOffboarding(req Request, t *store.Token, e *store.Enrollment) *Decision {
 	d := &Decision{Allow: true, Reason: ReasonOffboarding, Token: t, Enrollment: e}
 	if req.MessageType == "CheckOut" {
+		// Revoke the presented token only if it belongs to this enrollment.
+		if t != nil && t.EnrollmentID != req.EnrollmentID && (e == nil || e.TokenHash != t.Hash) {
+			t = nil
+		}
 		d.commit = m.checkOut(req.EnrollmentID, t)
 	}
 	return d
@@ -185,6 +194,7 @@ func (m *Manager) bind(h store.Hash, req Request) func(context.Context) error {
 		now := m.now()
 		var previous store.Hash
 		_, _, err := m.Store.Bind(ctx, h, req.EnrollmentID, func(t *store.Token, e *store.Enrollment) (*store.Enrollment, error) {
+			previous = store.Hash{} // the store may run this function more than once
 			if t.EnrollmentID != "" && t.EnrollmentID != req.EnrollmentID {
 				return nil, fmt.Errorf("%w: token bound to another enrollment", errStale)
 			}
@@ -250,6 +260,8 @@ func (m *Manager) learnMac(id string) func(context.Context) error {
 			switch {
 			case e == nil:
 				return &store.Enrollment{ID: id, Platform: store.PlatformMac, State: store.StateActive, CreatedAt: now, UpdatedAt: now}, nil
+			case e.Platform == store.PlatformOther:
+				return nil, fmt.Errorf("%w: enrollment is known as another platform", errStale)
 			case e.State == store.StateRemoved:
 				// A new enrollment of the same device (UDID): start over.
 				return &store.Enrollment{ID: id, Platform: store.PlatformMac, State: store.StateActive, CreatedAt: now, UpdatedAt: now}, nil

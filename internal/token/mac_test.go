@@ -86,7 +86,7 @@ func TestAuthorizeMacCheckOut(t *testing.T) {
 	}
 
 	d = e.authorize(Request{MessageType: "CheckOut", EnrollmentID: id})
-	if !d.Allow || d.Reason != ReasonMacDevice || !d.Pending() {
+	if !d.Allow || d.Reason != ReasonCheckOut || !d.Pending() {
 		t.Fatalf("device-channel CheckOut: Allow=%v Reason=%q Pending=%v", d.Allow, d.Reason, d.Pending())
 	}
 	e.commit(d)
