@@ -40,6 +40,9 @@ func (m *Manager) Issue(ctx context.Context, g Grant) (string, *store.Token, err
 	if g.Issuer == "" || g.Subject == "" || g.ManagedAppleID == "" || g.Mode == "" {
 		return "", nil, errors.New("token: incomplete grant")
 	}
+	if err := m.Lifetime.Validate(); err != nil {
+		return "", nil, err
+	}
 	raw, h, err := Mint(m.Rand)
 	if err != nil {
 		return "", nil, err
