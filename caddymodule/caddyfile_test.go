@@ -1,0 +1,392 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// adaptCaddyfile adapts src with Caddy's caddyfile adapter, as `caddy
+// adapt` and `caddy run` do.
+func adaptCaddyfile(t *testing.T, filename string, src []byte) ([]byte, []caddyconfig.Warning, error) {
+	t.Helper()
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	if adapter == nil {
+		t.Fatal("the caddyfile adapter is not registered")
+	}
+	return adapter.Adapt(src, map[string]any{"filename": filename})
+}
+
+// TestCaddyfileGolden adapts every testdata/*.caddyfile and compares the
+// JSON with testdata/*.json. Run with -update to rewrite the golden files.
+func TestCaddyfileGolden(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.caddyfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 6 {
+		t.Fatalf("found %d testdata/*.caddyfile, want at least 6", len(files))
+	}
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".caddyfile")
+		t.Run(name, func(t *testing.T) {
+			src, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, warnings, err := adaptCaddyfile(t, filepath.Base(file), src)
+			if err != nil {
+				t.Fatalf("adapt: %v", err)
+			}
+			for _, w := range warnings {
+				t.Errorf("adapt warning: %s", w)
+			}
+			var got bytes.Buffer
+			if err := json.Indent(&got, out, "", "\t"); err != nil {
+				t.Fatal(err)
+			}
+			got.WriteByte('\n')
+			golden := strings.TrimSuffix(file, ".caddyfile") + ".json"
+			if *update {
+				if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if !bytes.Equal(got.Bytes(), want) {
+				t.Errorf("adapted %s differs from %s (run go test -update after checking the change):\n%s",
+					file, golden, lineDiff(string(want), got.String()))
+			}
+		})
+	}
+}
+
+// lineDiff shows the first lines where want and got differ.
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	shown := 0
+	for i := 0; i < len(w) || i < len(g); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl == gl {
+			continue
+		}
+		fmt.Fprintf(&b, "line %d:\n  want: %s\n  got:  %s\n", i+1, wl, gl)
+		if shown++; shown == 10 {
+			b.WriteString("…\n")
+			break
+		}
+	}
+	return b.String()
+}
+
+// siteRoutes returns the routes inside the first site's subroute of an
+// adapted config.
+func siteRoutes(t *testing.T, adapted []byte) []any {
+	t.Helper()
+	var cfg struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Routes []map[string]any `json:"routes"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(adapted, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	srv, ok := cfg.Apps.HTTP.Servers["srv0"]
+	if !ok || len(srv.Routes) == 0 {
+		t.Fatalf("no srv0 routes in %s", adapted)
+	}
+	handle, _ := srv.Routes[0]["handle"].([]any)
+	if len(handle) != 1 {
+		t.Fatalf("site route has %d handlers, want one subroute", len(handle))
+	}
+	sub, _ := handle[0].(map[string]any)
+	if sub["handler"] != "subroute" {
+		t.Fatalf("site handler is %v, want subroute", sub["handler"])
+	}
+	routes, _ := sub["routes"].([]any)
+	return routes
+}
+
+// handlerNames lists the handler names of a route, one level deep, with
+// "subroute" entries expanded into the handlers of their routes.
+func handlerNames(route any) []string {
+	r, _ := route.(map[string]any)
+	hs, _ := r["handle"].([]any)
+	var names []string
+	for _, h := range hs {
+		m, _ := h.(map[string]any)
+		name, _ := m["handler"].(string)
+		names = append(names, name)
+		if name == "subroute" {
+			sub, _ := m["routes"].([]any)
+			for _, s := range sub {
+				names = append(names, handlerNames(s)...)
+			}
+		}
+	}
+	return names
+}
+
+// TestCaddyfileDirectiveOrder checks that mdm_auth needs no `order` line:
+// written last in the site, it still runs before authentication, handle,
+// route, respond and reverse_proxy (and after rewrite and header, which
+// Caddy orders earlier).
+func TestCaddyfileDirectiveOrder(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("testdata", "order.caddyfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := adaptCaddyfile(t, "order.caddyfile", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := siteRoutes(t, out)
+	first := map[string]int{}
+	for i, r := range routes {
+		for _, name := range handlerNames(r) {
+			if _, seen := first[name]; !seen {
+				first[name] = i
+			}
+		}
+	}
+	mdm, ok := first["mdm_auth"]
+	if !ok {
+		t.Fatalf("no mdm_auth handler in the site's routes: %s", out)
+	}
+	for _, later := range []string{"authentication", "reverse_proxy", "static_response"} {
+		i, ok := first[later]
+		if !ok {
+			t.Fatalf("no %s handler in the site's routes", later)
+		}
+		if i <= mdm {
+			t.Errorf("%s is route %d, mdm_auth is route %d: mdm_auth must come first", later, i, mdm)
+		}
+	}
+	// handle and route become subroutes; every one must come after mdm_auth.
+	for i, r := range routes {
+		names := handlerNames(r)
+		if len(names) > 0 && names[0] == "subroute" && i < mdm {
+			t.Errorf("a handle/route block (route %d: %v) comes before mdm_auth (route %d)", i, names, mdm)
+		}
+	}
+	for _, earlier := range []string{"rewrite", "headers"} {
+		if i, ok := first[earlier]; !ok || i >= mdm {
+			t.Errorf("%s is route %d (present %v), want it before mdm_auth (route %d)", earlier, i, ok, mdm)
+		}
+	}
+}
+
+// TestUnmarshalCaddyfile checks the handler's fields parsed from each
+// option, independently of the JSON encoding.
+func TestUnmarshalCaddyfile(t *testing.T) {
+	const base = `
+		oidc {
+			issuer https://idp.example.com/
+			client_id mdmauth
+		}
+		discovery {
+			domains example.com
+		}
+		enrollment_profile /etc/enroll.mobileconfig
+`
+	baseHandler := func() Handler {
+		return Handler{
+			OIDC:              OIDC{Issuer: "https://idp.example.com/", ClientID: "mdmauth"},
+			Discovery:         Discovery{Domains: []string{"example.com"}},
+			EnrollmentProfile: "/etc/enroll.mobileconfig",
+		}
+	}
+	tests := []struct {
+		name  string
+		extra string
+		want  func(*Handler)
+	}{
+		{"minimal", "", func(*Handler) {}},
+		{"prefix and public_url", "prefix /gw\npublic_url https://mdm.example.com:8443", func(h *Handler) {
+			h.Prefix, h.PublicURL = "/gw", "https://mdm.example.com:8443"
+		}},
+		{"90 days", "access_token_ttl 90d", func(h *Handler) {
+			h.AccessTokenTTL = caddy.Duration(90 * 24 * time.Hour)
+		}},
+		{"mixed units", "access_token_ttl 1d12h\nreauth_max_age 2m30s", func(h *Handler) {
+			h.AccessTokenTTL = caddy.Duration(36 * time.Hour)
+			h.ReauthMaxAge = caddy.Duration(150 * time.Second)
+		}},
+		{"binary sizes", "max_enroll_body 64KiB\nmax_mdm_body 8MiB", func(h *Handler) {
+			h.MaxEnrollBody, h.MaxMDMBody = 64<<10, 8<<20
+		}},
+		{"decimal sizes", "max_enroll_body 100kB\nmax_mdm_body 1GB", func(h *Handler) {
+			h.MaxEnrollBody, h.MaxMDMBody = 100_000, 1_000_000_000
+		}},
+		{"bytes and the upper limit", "max_enroll_body 1\nmax_mdm_body 1GiB", func(h *Handler) {
+			h.MaxEnrollBody, h.MaxMDMBody = 1, 1<<30
+		}},
+		{"protect accumulates", "protect /a /b\nprotect /c", func(h *Handler) {
+			h.Protect = []string{"/a", "/b", "/c"}
+		}},
+		{"flags", "require_identifier_match", func(h *Handler) { h.RequireIdentifierMatch = true }},
+		{"oidc in full", `oidc {
+			client_secret {env.SECRET}
+			scopes openid email
+			managed_apple_id_claim upn
+			allow_unverified_email
+		}`, func(h *Handler) {
+			h.OIDC.ClientSecret = "{env.SECRET}"
+			h.OIDC.Scopes = []string{"openid", "email"}
+			h.OIDC.ManagedAppleIDClaim = "upn"
+			h.OIDC.AllowUnverifiedEmail = true
+		}},
+		{"discovery in full", `discovery {
+			domains example.org example.net
+			mode adde
+			mode Mac RealityDevice byod
+			mode Mac adde
+		}`, func(h *Handler) {
+			h.Discovery.Domains = []string{"example.com", "example.org", "example.net"}
+			h.Discovery.Mode = "adde"
+			h.Discovery.ModelModes = map[string]string{"Mac": "adde", "RealityDevice": "byod"}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := caddyfile.NewTestDispenser("mdm_auth {\n" + base + tt.extra + "\n}")
+			var got Handler
+			if err := got.UnmarshalCaddyfile(d); err != nil {
+				t.Fatal(err)
+			}
+			want := baseHandler()
+			tt.want(&want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got  %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+// TestGlobalOption checks the mdm_auth global option's app value.
+func TestGlobalOption(t *testing.T) {
+	tests := []struct {
+		src  string
+		want App
+	}{
+		{"mdm_auth {\n\tstorage_dir /var/lib/mdmauth\n}", App{StorageDir: "/var/lib/mdmauth"}},
+		{"mdm_auth {\n\tstorage_dir {env.STATE_DIRECTORY}/store\n}", App{StorageDir: "{env.STATE_DIRECTORY}/store"}},
+		{"mdm_auth", App{}},
+	}
+	for _, tt := range tests {
+		v, err := parseGlobalOption(caddyfile.NewTestDispenser(tt.src), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tt.src, err)
+		}
+		app, ok := v.(httpcaddyfile.App)
+		if !ok || app.Name != "mdm_auth" {
+			t.Fatalf("%q: got %#v, want an httpcaddyfile.App named mdm_auth", tt.src, v)
+		}
+		var got App
+		if err := json.Unmarshal(app.Value, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.StorageDir != tt.want.StorageDir {
+			t.Errorf("%q: storage_dir %q, want %q", tt.src, got.StorageDir, tt.want.StorageDir)
+		}
+	}
+}
+
+// TestCaddyfileErrors checks that mistakes are reported with a message
+// that names the problem and the line.
+func TestCaddyfileErrors(t *testing.T) {
+	site := func(body string) string {
+		return "mdm.example.com {\n\tmdm_auth {\n" + body + "\n\t}\n}\n"
+	}
+	tests := []struct {
+		name   string
+		src    string
+		want   []string // substrings of the error
+		atLine int
+	}{
+		// unknown options
+		{"unknown handler option", site("\t\tprotekt /mdm/ad"), []string{`unknown mdm_auth option "protekt"`}, 3},
+		{"unknown oidc option", site("\t\toidc {\n\t\t\tclient_secrett x\n\t\t}"), []string{`unknown oidc option "client_secrett"`}, 4},
+		{"unknown discovery option", site("\t\tdiscovery {\n\t\t\tdomain example.com\n\t\t}"), []string{`unknown discovery option "domain"`}, 4},
+		{"unknown global option", "{\n\tmdm_auth {\n\t\tstorage /x\n\t}\n}\n", []string{`unknown mdm_auth global option "storage"`}, 3},
+
+		// missing or extra arguments
+		{"directive argument", "mdm.example.com {\n\tmdm_auth enroll {\n\t}\n}\n", []string{"wrong argument count"}, 2},
+		{"prefix without value", site("\t\tprefix"), []string{"wrong argument count", "'prefix'"}, 3},
+		{"public_url with two values", site("\t\tpublic_url https://a https://b"), []string{"wrong argument count"}, 3},
+		{"enrollment_profile without value", site("\t\tenrollment_profile"), []string{"wrong argument count", "'enrollment_profile'"}, 3},
+		{"protect without path", site("\t\tprotect"), []string{"wrong argument count", "'protect'"}, 3},
+		{"access_token_ttl without value", site("\t\taccess_token_ttl"), []string{"wrong argument count", "'access_token_ttl'"}, 3},
+		{"flag with a value", site("\t\trequire_identifier_match yes"), []string{"wrong argument count"}, 3},
+		{"max_mdm_body without value", site("\t\tmax_mdm_body"), []string{"wrong argument count", "'max_mdm_body'"}, 3},
+		{"oidc with an argument", site("\t\toidc https://idp.example.com/"), []string{"wrong argument count"}, 3},
+		{"issuer without value", site("\t\toidc {\n\t\t\tissuer\n\t\t}"), []string{"wrong argument count", "'issuer'"}, 4},
+		{"client_id with two values", site("\t\toidc {\n\t\t\tclient_id a b\n\t\t}"), []string{"wrong argument count"}, 4},
+		{"scopes without value", site("\t\toidc {\n\t\t\tscopes\n\t\t}"), []string{"wrong argument count", "'scopes'"}, 4},
+		{"allow_unverified_email with a value", site("\t\toidc {\n\t\t\tallow_unverified_email true\n\t\t}"), []string{"wrong argument count"}, 4},
+		{"discovery with an argument", site("\t\tdiscovery example.com"), []string{"wrong argument count"}, 3},
+		{"domains without value", site("\t\tdiscovery {\n\t\t\tdomains\n\t\t}"), []string{"wrong argument count", "'domains'"}, 4},
+		{"mode without value", site("\t\tdiscovery {\n\t\t\tmode\n\t\t}"), []string{"wrong argument count", "'mode'"}, 4},
+		{"global option argument", "{\n\tmdm_auth /var/lib/mdmauth\n}\n", []string{"wrong argument count"}, 2},
+		{"storage_dir without value", "{\n\tmdm_auth {\n\t\tstorage_dir\n\t}\n}\n", []string{"wrong argument count", "'storage_dir'"}, 3},
+
+		// sizes
+		{"size with a bad unit", site("\t\tmax_enroll_body 64KB/s"), []string{`max_enroll_body: invalid size "64KB/s"`}, 3},
+		{"size not a number", site("\t\tmax_mdm_body lots"), []string{`max_mdm_body: invalid size "lots"`}, 3},
+		{"size zero", site("\t\tmax_mdm_body 0"), []string{`max_mdm_body: invalid size "0"`}, 3},
+		{"size negative", site("\t\tmax_enroll_body -1KiB"), []string{`max_enroll_body: invalid size "-1KiB"`}, 3},
+		{"size over 1GiB", site("\t\tmax_mdm_body 2GiB"), []string{`max_mdm_body: invalid size "2GiB"`}, 3},
+
+		// durations
+		{"duration without unit", site("\t\taccess_token_ttl 90"), []string{"access_token_ttl:", `"90"`}, 3},
+		{"duration with a bad unit", site("\t\taccess_token_ttl 3w"), []string{"access_token_ttl:", `"3w"`}, 3},
+		{"duration not a number", site("\t\treauth_max_age soon"), []string{"reauth_max_age:", `"soon"`}, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, _, err := adaptCaddyfile(t, "Caddyfile", []byte(tt.src))
+			if err == nil {
+				t.Fatalf("adapted without error:\n%s\nto %s", tt.src, out)
+			}
+			msg := err.Error()
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not contain %q", msg, w)
+				}
+			}
+			if at := "Caddyfile:" + strconv.Itoa(tt.atLine); !strings.Contains(msg, at) {
+				t.Errorf("error %q does not point at %s", msg, at)
+			}
+		})
+	}
+}
