@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -106,8 +107,10 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 	if cfg.Template == nil {
 		return nil, errors.New("an enrollment profile template is required")
 	}
+	cfg.Domains = append([]string(nil), cfg.Domains...)
+	cfg.Protect = append([]string(nil), cfg.Protect...)
 	for i, p := range cfg.Protect {
-		p = strings.TrimSuffix(p, "/")
+		p = strings.ToLower(strings.TrimSuffix(p, "/"))
 		if !strings.HasPrefix(p, "/") || p == "" {
 			return nil, fmt.Errorf("protect path %q must start with / and not be the root", cfg.Protect[i])
 		}
@@ -262,20 +265,39 @@ func (g *Gateway) protected(r *http.Request) bool {
 	if len(g.cfg.Protect) == 0 {
 		return false
 	}
-	paths := []string{r.URL.Path}
-	if g.OriginalPath != nil {
-		if op := g.OriginalPath(r); op != "" && op != r.URL.Path {
-			paths = append(paths, op)
-		}
+	if g.protects(r.URL.Path) {
+		return true
 	}
-	for _, p := range paths {
-		for _, pr := range g.cfg.Protect {
-			if segmentMatch(p, pr) {
-				return true
-			}
+	if g.OriginalPath != nil {
+		if op := g.OriginalPath(r); op != "" && op != r.URL.Path && g.protects(op) {
+			return true
 		}
 	}
 	return false
+}
+
+// protects reports whether p lies under a protected prefix, either as sent
+// or read the way path matchers (Caddy's among them) read it: lower-cased,
+// with repeated slashes merged and dot segments resolved. Otherwise
+// /MDM/AD or /mdm//ad could be rewritten to the MDM without a check.
+func (g *Gateway) protects(p string) bool {
+	n := normalizePath(p)
+	for _, pr := range g.cfg.Protect {
+		if segmentMatch(p, pr) || segmentMatch(n, pr) {
+			return true
+		}
+	}
+	return false
+}
+
+// normalizePath lower-cases p and cleans it as a rooted path; it does not
+// allocate when p is already in that form.
+func normalizePath(p string) string {
+	p = strings.ToLower(p)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	return path.Clean(p)
 }
 
 func storeUnavailable(w http.ResponseWriter, log *zap.Logger, err error) {

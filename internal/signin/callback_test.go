@@ -58,6 +58,9 @@ func TestCallbackIssuesToken(t *testing.T) {
 		t.Errorf("callback does not clear the login cookie: %q", w.Header().Values("Set-Cookie"))
 	}
 
+	if az := e.idp.Authorizations(); len(az) != 1 || az[0].Get("state") != state {
+		t.Errorf("authorization requests %v", az)
+	}
 	// The code was redeemed once, with the verifier and the same redirect URI.
 	reqs := e.idp.TokenRequests()
 	if len(reqs) != 1 {

@@ -401,3 +401,21 @@ func idleBodyUser(d *device.Device) []byte {
 <plist version="1.0"><dict><key>UDID</key><string>` + ids.UDID + `</string><key>UserID</key><string>` + ids.UserID + `</string><key>Status</key><string>Idle</string></dict></plist>
 `)
 }
+
+// Caddy's path matchers read /MDM/AD, /mdm//ad and /mdm/./ad as /mdm/ad: none
+// of these spellings may reach NanoMDM without the bearer check.
+func TestPathSpellingsCannotBypassTheCheck(t *testing.T) {
+	l := startLab(t)
+	c := ctx(t)
+	d := newDevice(t, l, "iPhone", "iPhone17,2", "alice@example.com", "alice")
+	enrollAndCheckIn(t, c, d)
+	for _, p := range []string{"/mdm/ad", "/MDM/AD", "/mdm//ad", "/mdm/./ad", "/mdm/x/../ad", "/Mdm/Ad/"} {
+		resp, _, err := d.Send(c, l.BaseURL+p, idleBody(d), device.SendOptions{NoBearer: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s without a bearer: %d, want 401", p, resp.StatusCode)
+		}
+	}
+}

@@ -1,0 +1,277 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// testConfig returns a Caddy config with the mdm_auth app storing in
+// storageDir (no app at all when it is "") and one HTTP server whose only
+// route runs handler. Nothing in it listens until started.
+func testConfig(t *testing.T, storageDir string, handler map[string]any) *caddy.Config {
+	t.Helper()
+	apps := map[string]any{
+		"http": map[string]any{
+			"servers": map[string]any{
+				"test": map[string]any{
+					"listen":          []string{"127.0.0.1:0"},
+					"automatic_https": map[string]any{"disable": true},
+					"routes":          []any{map[string]any{"handle": []any{handler}}},
+				},
+			},
+		},
+	}
+	if storageDir != "" {
+		apps["mdm_auth"] = map[string]any{"storage_dir": storageDir}
+	}
+	data, err := json.Marshal(map[string]any{"admin": map[string]any{"disabled": true}, "apps": apps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg caddy.Config
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return &cfg
+}
+
+// validHandler returns a handler config that provisions.
+func validHandler(profile string) map[string]any {
+	return map[string]any{
+		"handler": "mdm_auth",
+		"oidc": map[string]any{
+			"issuer":        "https://idp.example.com/",
+			"client_id":     "mdmauth",
+			"client_secret": "secret",
+		},
+		"discovery":          map[string]any{"domains": []string{"example.com"}, "mode": "byod", "model_modes": map[string]string{"Mac": "adde"}},
+		"enrollment_profile": profile,
+		"protect":            []string{"/mdm/ad"},
+	}
+}
+
+// TestProvisionValid is the baseline of the error table below: the valid
+// handler provisions, creates the store with its signing key, and
+// caddy.Validate releases the store afterwards.
+func TestProvisionValid(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	if err := caddy.Validate(testConfig(t, store, validHandler(copyProfile(t, dir)))); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if !openReleased(t, store) {
+		t.Error("provisioning did not create the sign-in signing key")
+	}
+}
+
+// TestProvisionExpandsPlaceholders checks that {env.*} is expanded in
+// storage_dir, enrollment_profile and public_url.
+func TestProvisionExpandsPlaceholders(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("MDMAUTH_TEST_DIR", dir)
+	t.Setenv("MDMAUTH_TEST_PROFILE", copyProfile(t, dir))
+	t.Setenv("MDMAUTH_TEST_HOST", "mdm.example.com")
+	h := validHandler("{env.MDMAUTH_TEST_PROFILE}")
+	h["public_url"] = "https://{env.MDMAUTH_TEST_HOST}"
+	if err := caddy.Validate(testConfig(t, "{env.MDMAUTH_TEST_DIR}/store", h)); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if !openReleased(t, filepath.Join(dir, "store")) {
+		t.Error("no store with a signing key in the expanded storage_dir")
+	}
+}
+
+// TestProvisionDefaultStorageDir checks that without the global option
+// the store lives in Caddy's data directory.
+func TestProvisionDefaultStorageDir(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
+	if err := caddy.Validate(testConfig(t, "", validHandler(copyProfile(t, dir)))); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if !openReleased(t, filepath.Join(dir, "data", "caddy", "mdm_auth")) {
+		t.Error("no store with a signing key in $XDG_DATA_HOME/caddy/mdm_auth")
+	}
+}
+
+// TestProvisionErrors checks that every misconfiguration stops the config
+// with a message naming the option and the problem, and that a failed
+// provisioning releases the store.
+func TestProvisionErrors(t *testing.T) {
+	dir := t.TempDir()
+	profile := copyProfile(t, dir)
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	garbage := write("garbage.mobileconfig", "this is not a profile\n")
+	binary := write("binary.mobileconfig", "bplist00\xd1\x01\x02")
+	wrongType := write("wrong-type.mobileconfig", `<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0"><dict><key>PayloadType</key><string>com.apple.mdm</string></dict></plist>
+`)
+	missing := filepath.Join(dir, "missing.mobileconfig")
+
+	tests := []struct {
+		name   string
+		change func(h map[string]any)
+		want   []string
+	}{
+		{"enrollment_profile missing", func(h map[string]any) { delete(h, "enrollment_profile") },
+			[]string{"enrollment_profile is required"}},
+		{"enrollment_profile empty after expansion", func(h map[string]any) { h["enrollment_profile"] = "{env.MDMAUTH_TEST_UNSET}" },
+			[]string{"enrollment_profile is required"}},
+		{"enrollment_profile not found", func(h map[string]any) { h["enrollment_profile"] = missing },
+			[]string{"enrollment_profile:", missing, "no such file or directory"}},
+		{"enrollment_profile is a directory", func(h map[string]any) { h["enrollment_profile"] = dir },
+			[]string{"enrollment_profile:", "is a directory"}},
+		{"enrollment_profile not a plist", func(h map[string]any) { h["enrollment_profile"] = garbage },
+			[]string{"enrollment_profile " + garbage, "enrollment profile template:", "not an XML plist"}},
+		{"enrollment_profile binary plist", func(h map[string]any) { h["enrollment_profile"] = binary },
+			[]string{"enrollment_profile " + binary, "binary plists are not supported"}},
+		{"enrollment_profile not a configuration profile", func(h map[string]any) { h["enrollment_profile"] = wrongType },
+			[]string{"enrollment_profile " + wrongType, "PayloadType"}},
+
+		{"no domains", func(h map[string]any) { h["discovery"] = map[string]any{} },
+			[]string{"discovery needs at least one domain"}},
+		{"empty domain list", func(h map[string]any) { h["discovery"] = map[string]any{"domains": []string{}} },
+			[]string{"discovery needs at least one domain"}},
+		{"bad default mode", func(h map[string]any) { h["discovery"].(map[string]any)["mode"] = "BYOD" },
+			[]string{"discovery mode:", `unknown enrollment mode "BYOD"`, `"byod"`, `"adde"`}},
+		{"bad family mode", func(h map[string]any) {
+			h["discovery"].(map[string]any)["model_modes"] = map[string]string{"Mac": "device"}
+		}, []string{"discovery mode for Mac:", `unknown enrollment mode "device"`}},
+		{"Watch cannot enroll", func(h map[string]any) {
+			h["discovery"].(map[string]any)["model_modes"] = map[string]string{"Watch": "byod"}
+		}, []string{`model family "Watch" cannot enroll account-driven`}},
+		{"AppleTV cannot enroll", func(h map[string]any) {
+			h["discovery"].(map[string]any)["model_modes"] = map[string]string{"AppleTV": "adde"}
+		}, []string{`model family "AppleTV" cannot enroll account-driven`}},
+		// A misspelt family is never sent by a device: its line would be
+		// silently ignored and the family would get the default mode.
+		{"unknown model family", func(h map[string]any) {
+			h["discovery"].(map[string]any)["model_modes"] = map[string]string{"iphone": "adde"}
+		}, []string{`model family "iphone"`}},
+
+		{"access_token_ttl below 1h", func(h map[string]any) { h["access_token_ttl"] = "59m" },
+			[]string{"access_token_ttl:", "shorter than the minimum 1h0m0s"}},
+		{"access_token_ttl negative", func(h map[string]any) { h["access_token_ttl"] = "-24h" },
+			[]string{"access_token_ttl:", "must be positive"}},
+
+		{"public_url without scheme", func(h map[string]any) { h["public_url"] = "mdm.example.com" },
+			[]string{`public_url "mdm.example.com" must be scheme://host[:port]`}},
+		{"public_url other scheme", func(h map[string]any) { h["public_url"] = "ftp://mdm.example.com" },
+			[]string{`public_url "ftp://mdm.example.com" must be scheme://host[:port]`}},
+		{"public_url with a path", func(h map[string]any) { h["public_url"] = "https://mdm.example.com/mdm" },
+			[]string{`public_url "https://mdm.example.com/mdm" must be scheme://host[:port]`}},
+		{"public_url without host", func(h map[string]any) { h["public_url"] = "https://" },
+			[]string{`public_url "https://" must be scheme://host[:port]`}},
+		{"public_url unparsable", func(h map[string]any) { h["public_url"] = "https://mdm.example.com:port" },
+			[]string{`public_url "https://mdm.example.com:port" must be scheme://host[:port]`}},
+
+		{"protect the prefix", func(h map[string]any) { h["protect"] = []string{"/mdm/ad", "/mdmauth"} },
+			[]string{`protect path "/mdmauth" overlaps the gateway's own endpoints`}},
+		{"protect under the prefix", func(h map[string]any) { h["protect"] = []string{"/mdmauth/enroll"} },
+			[]string{`protect path "/mdmauth/enroll" overlaps the gateway's own endpoints`}},
+		{"protect above a custom prefix", func(h map[string]any) {
+			h["prefix"] = "/mdm/gw"
+			h["protect"] = []string{"/mdm"}
+		}, []string{`protect path "/mdm" overlaps the gateway's own endpoints`}},
+		{"protect discovery", func(h map[string]any) { h["protect"] = []string{"/.well-known"} },
+			[]string{`protect path "/.well-known" overlaps the gateway's own endpoints`}},
+		{"protect the root", func(h map[string]any) { h["protect"] = []string{"/"} },
+			[]string{`protect path "/" must start with / and not be the root`}},
+		{"protect a relative path", func(h map[string]any) { h["protect"] = []string{"mdm/ad"} },
+			[]string{`protect path "mdm/ad" must start with /`}},
+		{"prefix with a trailing slash", func(h map[string]any) { h["prefix"] = "/mdmauth/" },
+			[]string{`prefix "/mdmauth/" must start with / and not end with /`}},
+
+		{"oidc without issuer", func(h map[string]any) { delete(h["oidc"].(map[string]any), "issuer") },
+			[]string{"oidc:", "issuer and client_id are required"}},
+		{"oidc without client_id", func(h map[string]any) { delete(h["oidc"].(map[string]any), "client_id") },
+			[]string{"oidc:", "issuer and client_id are required"}},
+		{"unknown JSON field", func(h map[string]any) { h["protekt"] = []string{"/mdm/ad"} },
+			[]string{`unknown field "protekt"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			store := filepath.Join(t.TempDir(), "store")
+			h := validHandler(profile)
+			tt.change(h)
+			err := caddy.Validate(testConfig(t, store, h))
+			if err == nil {
+				t.Fatal("Validate succeeded")
+			}
+			t.Logf("error: %v", err)
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if !strings.Contains(err.Error(), "http.handlers.mdm_auth") {
+				t.Errorf("error %q does not name the module", err)
+			}
+			openReleased(t, store)
+		})
+	}
+}
+
+// TestStoreSharedWhileValidating checks the reference counting of the
+// shared store: while one config holds it, another config on the same
+// directory provisions without a lock error, and its cleanup leaves the
+// store open for the first; the last user closes it.
+func TestStoreSharedWhileValidating(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	profile := copyProfile(t, dir)
+
+	ctx, err := caddy.ProvisionContext(testConfig(t, store, validHandler(profile)))
+	if err != nil {
+		t.Fatalf("provisioning the first config: %v", err)
+	}
+	appIface, err := ctx.App("mdm_auth")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := appIface.(*App)
+	released := false
+	t.Cleanup(func() {
+		if !released {
+			_ = app.Cleanup()
+		}
+	})
+	key1, err := app.Store().Secret(context.Background(), "signin-flow-hmac", func() ([]byte, error) { return nil, errNoSecret })
+	if err != nil {
+		t.Fatalf("signing key after the first provisioning: %v", err)
+	}
+
+	second := validHandler(profile)
+	second["discovery"].(map[string]any)["domains"] = []string{"example.org"}
+	if err := caddy.Validate(testConfig(t, store, second)); err != nil {
+		t.Fatalf("a second config on the held store: %v", err)
+	}
+
+	key2, err := app.Store().Secret(context.Background(), "signin-flow-hmac", func() ([]byte, error) { return nil, errNoSecret })
+	if err != nil {
+		t.Fatalf("the first config's store after the second config's cleanup: %v", err)
+	}
+	if string(key1) != string(key2) {
+		t.Error("the signing key changed")
+	}
+	if err := app.Cleanup(); err != nil {
+		t.Fatalf("Cleanup: %v", err)
+	}
+	released = true
+	if !openReleased(t, store) {
+		t.Error("the signing key is gone")
+	}
+}
