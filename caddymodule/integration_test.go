@@ -1,16 +1,20 @@
 package caddymodule
 
 import (
-	"bytes"
+	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
@@ -66,6 +70,38 @@ http://localhost:9080 {
 }
 `
 
+// itPortsOnce and itPortsErr remember the outcome of the first caddytest use in this
+// process.
+var (
+	itPortsOnce sync.Once
+	itPortsErr  error
+)
+
+// newTester returns a caddytest tester, after making sure, the first time,
+// that no other process holds caddytest's fixed ports: caddytest starts
+// Caddy in this process only when nothing answers on localhost:2999, and
+// would otherwise configure and test that other process (for instance a
+// concurrent go test of this package).
+func newTester(t *testing.T) *caddytest.Tester {
+	t.Helper()
+	if testing.Short() {
+		t.Fatal("the caddytest integration tests must run: do not use -short")
+	}
+	itPortsOnce.Do(func() {
+		for _, addr := range []string{itAdmin, "localhost:9080", "localhost:9443"} {
+			if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				conn.Close()
+				itPortsErr = fmt.Errorf("another process is listening on %s, one of caddytest's fixed addresses; stop it (or a concurrent test of this package) and run again", addr)
+				return
+			}
+		}
+	})
+	if itPortsErr != nil {
+		t.Fatal(itPortsErr)
+	}
+	return caddytest.NewTester(t)
+}
+
 // TestCaddyReloadSharesStore runs Caddy in-process (caddytest) with
 // mdm_auth, reloads it with a changed site and finally without mdm_auth.
 // Both configs answer discovery (a second Badger open of the directory
@@ -74,9 +110,6 @@ http://localhost:9080 {
 // client secret reaches the provider expanded from {env.*}; and the last
 // reload closes the store.
 func TestCaddyReloadSharesStore(t *testing.T) {
-	if testing.Short() {
-		t.Fatal("this integration test must run: do not use -short")
-	}
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store")
 	profile := copyProfile(t, dir)
@@ -84,7 +117,7 @@ func TestCaddyReloadSharesStore(t *testing.T) {
 	nanomdm := newRecordingUpstream(t)
 	t.Setenv("MDMAUTH_IT_OIDC_SECRET", itSecret)
 
-	tester := caddytest.NewTester(t)
+	tester := newTester(t)
 	load := func(name, discovery string) {
 		t.Helper()
 		cfg := strings.NewReplacer(
@@ -112,10 +145,10 @@ func TestCaddyReloadSharesStore(t *testing.T) {
 
 	// The protected path is guarded, the profile-based one passes.
 	nanomdm.reset()
-	if code := mdmPut(t, client, "/mdm/ad"); code != http.StatusUnauthorized {
-		t.Errorf("PUT /mdm/ad without a bearer: %d, want 401", code)
+	if code, challenged := mdmPut(t, "/mdm/ad"); code != http.StatusUnauthorized || !challenged {
+		t.Errorf("PUT /mdm/ad without a bearer: %d (challenge %v), want 401 with a challenge", code, challenged)
 	}
-	if code := mdmPut(t, client, "/mdm"); code != http.StatusOK {
+	if code, _ := mdmPut(t, "/mdm"); code != http.StatusOK {
 		t.Errorf("PUT /mdm: %d, want 200 from NanoMDM", code)
 	}
 	if got := nanomdm.paths(); len(got) != 1 || got[0] != "/mdm" {
@@ -204,14 +237,11 @@ http://localhost:9080 {
 // rewrite sends them to NanoMDM as /mdm. Every one must be challenged and
 // none may reach NanoMDM.
 func TestCaddyGuardsPathVariants(t *testing.T) {
-	if testing.Short() {
-		t.Fatal("this integration test must run: do not use -short")
-	}
 	dir := t.TempDir()
 	idp := newFakeIdP(t)
 	nanomdm := newRecordingUpstream(t)
 	t.Setenv("MDMAUTH_IT_OIDC_SECRET", itSecret)
-	tester := caddytest.NewTester(t)
+	tester := newTester(t)
 	tester.InitServer(strings.NewReplacer(
 		"{{.Store}}", filepath.Join(dir, "store"), "{{.Issuer}}", idp.URL, "{{.Profile}}", copyProfile(t, dir),
 		"{{.NanoMDM}}", strings.TrimPrefix(nanomdm.URL, "http://"),
@@ -220,15 +250,14 @@ func TestCaddyGuardsPathVariants(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	client := &http.Client{Transport: caddytest.CreateTestingTransport()}
 	for _, path := range []string{
 		"/mdm/ad", "/mdm/ad/", "/mdm/ad/.", "/MDM/AD", "/Mdm/Ad", "/mdm//ad", "//mdm/ad",
 		"/mdm/./ad", "/x/../mdm/ad", "/mdm%2Fad", "/%4Ddm/ad",
 	} {
 		nanomdm.reset()
-		code := mdmPut(t, client, path)
-		if code != http.StatusUnauthorized {
-			t.Errorf("PUT %s without a bearer: %d, want 401", path, code)
+		code, challenged := mdmPut(t, path)
+		if code != http.StatusUnauthorized || !challenged {
+			t.Errorf("PUT %s without a bearer: %d (challenge %v), want 401 with a challenge", path, code, challenged)
 		}
 		if got := nanomdm.paths(); len(got) != 0 {
 			t.Errorf("PUT %s without a bearer reached NanoMDM as %v", path, got)
@@ -293,22 +322,33 @@ const tokenUpdate = `<?xml version="1.0" encoding="UTF-8"?>
 </plist>
 `
 
-// mdmPut sends a check-in without a bearer to path, exactly as written.
-func mdmPut(t *testing.T, client *http.Client, path string) int {
+// mdmPut sends a check-in without a bearer to path, written on the wire
+// exactly as given (an HTTP client would clean or reinterpret some of the
+// spellings), and returns the status and whether it carried mdm_auth's
+// challenge.
+func mdmPut(t *testing.T, path string) (status int, challenged bool) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPut, itBase+"/", bytes.NewReader([]byte(tokenUpdate)))
+	conn, err := net.DialTimeout("tcp", "127.0.0.1:9080", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.URL.Opaque = path // sent as is, not cleaned
-	req.Header.Set("Content-Type", "application/x-apple-aspen-mdm-checkin")
-	res, err := client.Do(req)
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "PUT " + path + " HTTP/1.1\r\n" +
+		"Host: localhost:9080\r\n" +
+		"Content-Type: application/x-apple-aspen-mdm-checkin\r\n" +
+		"Content-Length: " + strconv.Itoa(len(tokenUpdate)) + "\r\n" +
+		"Connection: close\r\n\r\n" + tokenUpdate
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, _ = io.Copy(io.Discard, res.Body)
 	res.Body.Close()
-	return res.StatusCode
+	return res.StatusCode, strings.HasPrefix(res.Header.Get("WWW-Authenticate"), `Bearer method="apple-as-web"`)
 }
 
 // recordingUpstream stands in for NanoMDM: it answers 200 and records the

@@ -67,7 +67,7 @@ func (s Signer) mac(payload string) []byte {
 
 // Decode verifies and parses a flow value.
 func (s Signer) Decode(v string, now time.Time) (Flow, error) {
-	if len(v) > 1024 {
+	if len(s.Key) < 32 || len(v) > 1024 {
 		return Flow{}, ErrBadFlow
 	}
 	p, sig, ok := strings.Cut(v, ".")

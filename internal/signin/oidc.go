@@ -97,10 +97,16 @@ func (rp *RP) load(ctx context.Context) (*oidc.Provider, *oidc.IDTokenVerifier, 
 }
 
 func (rp *RP) oauth2(p *oidc.Provider, redirectURL string) *oauth2.Config {
+	ep := p.Endpoint()
+	if ep.AuthStyle == oauth2.AuthStyleAutoDetect {
+		// Auto-detection would retry every failed exchange with the
+		// secret in the body: decide from the discovery document.
+		ep.AuthStyle = authStyle(p)
+	}
 	return &oauth2.Config{
 		ClientID:     rp.cfg.ClientID,
 		ClientSecret: rp.cfg.ClientSecret,
-		Endpoint:     p.Endpoint(),
+		Endpoint:     ep,
 		RedirectURL:  redirectURL,
 		Scopes:       rp.cfg.Scopes,
 	}
@@ -177,7 +183,15 @@ func (rp *RP) Exchange(ctx context.Context, code, verifier, redirectURL, nonce s
 	}
 	idt, err := v.Verify(rp.ctx(ctx), raw)
 	if err != nil {
+		// go-oidc flattens key-set errors to text: failing to fetch the
+		// provider's keys is an outage, not a bad token.
+		if strings.Contains(err.Error(), "fetching keys") {
+			return nil, fmt.Errorf("%w: jwks: %v", ErrUnavailable, redactErr(err))
+		}
 		return nil, fmt.Errorf("%w: %v", ErrIDToken, err)
+	}
+	if idt.Subject == "" {
+		return nil, fmt.Errorf("%w: no subject", ErrIDToken)
 	}
 	if idt.Nonce != nonce {
 		return nil, fmt.Errorf("%w: nonce mismatch", ErrIDToken)
@@ -234,4 +248,28 @@ func redactErr(err error) string {
 		return s[:i] + "?…"
 	}
 	return s
+}
+
+// authStyle picks client_secret_basic (the OIDC default) unless the provider
+// only supports client_secret_post.
+func authStyle(p *oidc.Provider) oauth2.AuthStyle {
+	var doc struct {
+		Methods []string `json:"token_endpoint_auth_methods_supported"`
+	}
+	if err := p.Claims(&doc); err != nil || len(doc.Methods) == 0 {
+		return oauth2.AuthStyleInHeader
+	}
+	post := false
+	for _, m := range doc.Methods {
+		switch m {
+		case "client_secret_basic":
+			return oauth2.AuthStyleInHeader
+		case "client_secret_post":
+			post = true
+		}
+	}
+	if post {
+		return oauth2.AuthStyleInParams
+	}
+	return oauth2.AuthStyleInHeader
 }

@@ -278,7 +278,13 @@ func (s *Web) managedAppleID(ctx context.Context, id *Identity, typed string) (s
 		return "", &refusal{http.StatusForbidden, "no_managed_apple_id", "Your account cannot enroll devices", "Your account has no " + claim + " to use as Managed Apple Account. Contact your IT administrator."}
 	}
 	if claim == "email" && s.Claims.RequireEmailVerified {
-		ev, _ := id.Claim(ctx, "email_verified")
+		ev, err := id.Claim(ctx, "email_verified")
+		if errors.Is(err, ErrUnavailable) {
+			return "", &refusal{http.StatusServiceUnavailable, "idp_unavailable", "Sign-in is temporarily unavailable", "The organization's sign-in service cannot be reached. Please try again in a few minutes."}
+		}
+		if err != nil {
+			return "", &refusal{http.StatusForbidden, "claims_invalid", "Sign-in failed", "Your account's details could not be verified. Contact your IT administrator."}
+		}
 		if !truthy(ev) {
 			return "", &refusal{http.StatusForbidden, "email_unverified", "Your account cannot enroll devices", "Your email address is not verified at the identity provider. Contact your IT administrator."}
 		}

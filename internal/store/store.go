@@ -6,6 +6,7 @@ package store
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"time"
 )
@@ -175,4 +176,20 @@ type Store interface {
 	// Ping reports whether the backend is usable.
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// MarshalText encodes the hash as hex (compact in JSON records).
+func (h Hash) MarshalText() ([]byte, error) {
+	b := make([]byte, hex.EncodedLen(len(h)))
+	hex.Encode(b, h[:])
+	return b, nil
+}
+
+// UnmarshalText decodes a hex hash.
+func (h *Hash) UnmarshalText(b []byte) error {
+	if hex.DecodedLen(len(b)) != len(h) {
+		return errors.New("store: hash must be 64 hex digits")
+	}
+	_, err := hex.Decode(h[:], b)
+	return err
 }
