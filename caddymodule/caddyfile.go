@@ -5,22 +5,25 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("mdm_auth", parseCaddyfile)
+	httpcaddyfile.RegisterDirective("mdm_auth", parseCaddyfile)
 	// Before the authentication handlers (and so before handle, route and
 	// reverse_proxy): no `order` line needed.
 	httpcaddyfile.RegisterDirectiveOrder("mdm_auth", httpcaddyfile.Before, "basic_auth")
 	httpcaddyfile.RegisterGlobalOption("mdm_auth", parseGlobalOption)
 }
 
-func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+// parseCaddyfile takes no matcher: the handler must see every request of
+// the site to answer discovery, its own endpoints and the protected paths.
+func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	m := new(Handler)
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return m, err
+	if err := m.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return h.NewRoute(nil, m), nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
@@ -52,7 +55,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
-		return d.ArgErr()
+		return d.Errf("mdm_auth takes no matcher or arguments (got %q): it must see every request of the site", d.Val())
 	}
 	for d.NextBlock(0) {
 		switch d.Val() {
@@ -69,15 +72,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "access_token_ttl", "reauth_max_age":
+			name := d.Val()
 			var s string
 			if !d.AllArgs(&s) {
 				return d.ArgErr()
 			}
 			dur, err := caddy.ParseDuration(s)
 			if err != nil {
-				return d.Errf("%s: %v", d.Val(), err)
+				return d.Errf("%s: %v", name, err)
 			}
-			if d.Val() == "access_token_ttl" {
+			if name == "access_token_ttl" {
 				h.AccessTokenTTL = caddy.Duration(dur)
 			} else {
 				h.ReauthMaxAge = caddy.Duration(dur)

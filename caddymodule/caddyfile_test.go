@@ -341,7 +341,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"unknown global option", "{\n\tmdm_auth {\n\t\tstorage /x\n\t}\n}\n", []string{`unknown mdm_auth global option "storage"`}, 3},
 
 		// missing or extra arguments
-		{"directive argument", "mdm.example.com {\n\tmdm_auth enroll {\n\t}\n}\n", []string{"wrong argument count"}, 2},
+		{"directive argument", "mdm.example.com {\n\tmdm_auth enroll {\n\t}\n}\n", []string{"takes no matcher or arguments", `"enroll"`}, 2},
+		{"directive path matcher", "mdm.example.com {\n\tmdm_auth /mdm* {\n\t}\n}\n", []string{"takes no matcher or arguments", `"/mdm*"`}, 2},
+		{"directive named matcher", "mdm.example.com {\n\t@x path /x\n\tmdm_auth @x {\n\t}\n}\n", []string{"takes no matcher or arguments", `"@x"`}, 3},
 		{"prefix without value", site("\t\tprefix"), []string{"wrong argument count", "'prefix'"}, 3},
 		{"public_url with two values", site("\t\tpublic_url https://a https://b"), []string{"wrong argument count"}, 3},
 		{"enrollment_profile without value", site("\t\tenrollment_profile"), []string{"wrong argument count", "'enrollment_profile'"}, 3},

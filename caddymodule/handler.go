@@ -145,6 +145,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if !apple.SupportsAccountDrivenEnrollment(fam) {
 			return fmt.Errorf("discovery mode: model family %q cannot enroll account-driven", fam)
 		}
+		switch fam {
+		case "iPhone", "iPad", "Mac", "RealityDevice":
+		default:
+			return fmt.Errorf("discovery mode: unknown model family %q (want iPhone, iPad, Mac or RealityDevice)", fam)
+		}
 		cfg.FamilyModes[fam] = mode
 	}
 	path := expand(h.EnrollmentProfile)
