@@ -38,6 +38,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //			scopes                 openid email profile
 //			managed_apple_id_claim email
 //			allow_unverified_email
+//			auth_param             access_type offline
+//			require_claim          groups mdm-users
+//			revalidate_on_refresh  15m
+//			refresh_token_keys     {env.MDMAUTH_IDP_TOKEN_KEYS}
 //		}
 //		discovery {
 //			domains example.com example.org
@@ -45,6 +49,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //			mode    Mac RealityDevice adde
 //		}
 //		enrollment_profile /etc/mdmauth/enroll.mobileconfig
+//		sign_in            web|oauth2
+//		oauth2 {
+//			client_id         mdmauth
+//			redirect_url      apple-remotemanagement-user-login:/oauth2/redirection
+//			scope             mdm
+//			refresh_token_ttl 90d
+//			sign_in_every     30d
+//			refresh_grace     60s
+//		}
 //		access_token_ttl   90d
 //		protect            /mdm/ad
 //		reauth_max_age     5m
@@ -112,6 +125,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				h.MaxMDMBody = int64(n)
 			}
+		case "sign_in":
+			if !d.AllArgs(&h.SignIn) {
+				return d.ArgErr()
+			}
+		case "oauth2":
+			if h.OAuth2 == nil {
+				h.OAuth2 = new(OAuth2)
+			}
+			if err := h.OAuth2.unmarshal(d); err != nil {
+				return err
+			}
 		case "oidc":
 			if err := h.OIDC.unmarshal(d); err != nil {
 				return err
@@ -159,8 +183,82 @@ func (o *OIDC) unmarshal(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			o.AllowUnverifiedEmail = true
+		case "auth_param":
+			var k, v string
+			if !d.AllArgs(&k, &v) {
+				return d.ArgErr()
+			}
+			if o.AuthParams == nil {
+				o.AuthParams = map[string]string{}
+			}
+			o.AuthParams[k] = v
+		case "require_claim":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.ArgErr()
+			}
+			o.RequireClaims = append(o.RequireClaims, RequireClaim{Claim: args[0], Values: args[1:]})
+		case "revalidate_on_refresh":
+			o.RevalidateOnRefresh = true
+			if d.NextArg() {
+				dur, err := caddy.ParseDuration(d.Val())
+				if err != nil {
+					return d.Errf("revalidate_on_refresh: %v", err)
+				}
+				o.RevalidateEvery = caddy.Duration(dur)
+				if d.NextArg() {
+					return d.ArgErr()
+				}
+			}
+		case "refresh_token_keys":
+			if !d.AllArgs(&o.RefreshTokenKeys) {
+				return d.ArgErr()
+			}
 		default:
 			return d.Errf("unknown oidc option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func (o *OAuth2) unmarshal(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		switch name {
+		case "client_id":
+			if !d.AllArgs(&o.ClientID) {
+				return d.ArgErr()
+			}
+		case "redirect_url":
+			if !d.AllArgs(&o.RedirectURL) {
+				return d.ArgErr()
+			}
+		case "scope":
+			if !d.AllArgs(&o.Scope) {
+				return d.ArgErr()
+			}
+		case "refresh_token_ttl", "sign_in_every", "refresh_grace":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return d.Errf("%s: invalid duration %q", name, v)
+			}
+			switch name {
+			case "refresh_token_ttl":
+				o.RefreshTokenTTL = caddy.Duration(dur)
+			case "sign_in_every":
+				o.SignInEvery = caddy.Duration(dur)
+			default:
+				o.RefreshGrace = caddy.Duration(dur)
+			}
+		default:
+			return d.Errf("unknown oauth2 option %q", name)
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -15,6 +16,7 @@ import (
 	"github.com/mdmauth/mdmauth/internal/gateway"
 	"github.com/mdmauth/mdmauth/internal/profile"
 	"github.com/mdmauth/mdmauth/internal/signin"
+	"github.com/mdmauth/mdmauth/internal/store"
 	"github.com/mdmauth/mdmauth/internal/token"
 )
 
@@ -63,8 +65,37 @@ type Handler struct {
 	MaxEnrollBody int64 `json:"max_enroll_body,omitempty"`
 	// MaxMDMBody limits protected MDM request bodies (default 8 MiB).
 	MaxMDMBody int64 `json:"max_mdm_body,omitempty"`
+	// SignIn is the sign-in method devices are challenged with: web
+	// (apple-as-web, the default) or oauth2 (apple-oauth2, with silent
+	// refresh).
+	SignIn string `json:"sign_in,omitempty"`
+	// OAuth2 configures the oauth2 method.
+	OAuth2 *OAuth2 `json:"oauth2,omitempty"`
 
 	gw *gateway.Gateway
+}
+
+// OAuth2 configures the apple-oauth2 method: the gateway is the device's
+// OAuth 2 authorization server, the user signs in at the OIDC provider.
+type OAuth2 struct {
+	// ClientID the device uses (challenge client-id). Default: mdmauth.
+	ClientID string `json:"client_id,omitempty"`
+	// RedirectURL the device uses (challenge redirect-url). Default:
+	// apple-remotemanagement-user-login:/oauth2/redirection.
+	RedirectURL string `json:"redirect_url,omitempty"`
+	// Scope sent in the challenge. Default: mdm.
+	Scope string `json:"scope,omitempty"`
+	// RefreshTokenTTL is the idle lifetime of a refresh token: a device
+	// that does not refresh for this long must sign in. Devices talk to the
+	// MDM only after a push, so keep it long. Default: 90 days.
+	RefreshTokenTTL caddy.Duration `json:"refresh_token_ttl,omitempty"`
+	// SignInEvery, when set, makes the user sign in interactively that
+	// long after the last interactive sign-in. Default: off.
+	SignInEvery caddy.Duration `json:"sign_in_every,omitempty"`
+	// RefreshGrace is how long a just-rotated refresh token still gets the
+	// same successor pair (a lost response, two refreshes at once).
+	// Default: 60s.
+	RefreshGrace caddy.Duration `json:"refresh_grace,omitempty"`
 }
 
 // OIDC configures the OpenID Connect relying party.
@@ -83,6 +114,30 @@ type OIDC struct {
 	ManagedAppleIDClaim string `json:"managed_apple_id_claim,omitempty"`
 	// AllowUnverifiedEmail accepts an email claim without email_verified.
 	AllowUnverifiedEmail bool `json:"allow_unverified_email,omitempty"`
+	// AuthParams are extra authorization request parameters, for provider
+	// quirks such as Google's access_type=offline.
+	AuthParams map[string]string `json:"auth_params,omitempty"`
+	// RequireClaims must all be met at sign-in and at every re-validation.
+	RequireClaims []RequireClaim `json:"require_claims,omitempty"`
+	// RevalidateOnRefresh (sign_in oauth2 only) keeps the provider's
+	// refresh token and re-checks the user at the provider when the device
+	// refreshes, at most once per RevalidateEvery per token family. A user
+	// the provider refuses is cut off at the next refresh.
+	RevalidateOnRefresh bool `json:"revalidate_on_refresh,omitempty"`
+	// RevalidateEvery defaults to 15 minutes.
+	RevalidateEvery caddy.Duration `json:"revalidate_every,omitempty"`
+	// RefreshTokenKeys encrypt the kept provider refresh tokens:
+	// "id:base64key[,id:base64key...]", 32-byte keys, the first current.
+	// {env.*} is expanded. Default: a key generated in the token store
+	// (then a copy of the store holds the key too).
+	RefreshTokenKeys string `json:"refresh_token_keys,omitempty"`
+}
+
+// RequireClaim requires a claim to equal (or, for a list claim such as
+// groups, to contain) one of Values.
+type RequireClaim struct {
+	Claim  string   `json:"claim"`
+	Values []string `json:"values"`
 }
 
 // Discovery configures the answers to /.well-known/com.apple.remotemanagement.
@@ -167,21 +222,45 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		log.Warn("the enrollment profile carries a static SCEP challenge: every signed-in user receives it", zap.String("file", path))
 	}
 
-	ttl := time.Duration(h.AccessTokenTTL)
-	if ttl == 0 {
-		ttl = DefaultAccessTokenTTL
+	oauthMode := false
+	switch h.SignIn {
+	case "", "web":
+		if h.OAuth2 != nil || h.OIDC.RevalidateOnRefresh {
+			return fmt.Errorf("oauth2 settings and revalidate_on_refresh need sign_in oauth2")
+		}
+	case "oauth2":
+		oauthMode = true
+	default:
+		return fmt.Errorf("sign_in %q: want web or oauth2", h.SignIn)
 	}
+	ttl := time.Duration(h.AccessTokenTTL)
 	lt := token.Lifetime{TTL: ttl, Jitter: 0.1, Floor: token.DefaultFloor}
+	if oauthMode {
+		lt.Floor = token.OAuthFloor
+		if lt.TTL == 0 {
+			lt.TTL = token.DefaultOAuthAccessTTL
+		}
+	} else if lt.TTL == 0 {
+		lt.TTL = DefaultAccessTokenTTL
+	}
 	if err := lt.Validate(); err != nil {
 		return fmt.Errorf("access_token_ttl: %v", err)
 	}
 	tokens := &token.Manager{Store: st, Lifetime: lt}
 
+	scopes := h.OIDC.Scopes
+	if h.OIDC.RevalidateOnRefresh && !contains(scopes, "offline_access") {
+		if len(scopes) == 0 {
+			scopes = []string{"openid", "email", "profile"}
+		}
+		scopes = append(append([]string(nil), scopes...), "offline_access")
+	}
 	rp, err := signin.NewRP(signin.OIDCConfig{
 		Issuer:       expand(h.OIDC.Issuer),
 		ClientID:     expand(h.OIDC.ClientID),
 		ClientSecret: expand(h.OIDC.ClientSecret),
-		Scopes:       h.OIDC.Scopes,
+		Scopes:       scopes,
+		AuthParams:   h.OIDC.AuthParams,
 	})
 	if err != nil {
 		return fmt.Errorf("oidc: %v", err)
@@ -201,6 +280,20 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ReauthMaxAge: time.Duration(h.ReauthMaxAge),
 		Log:          log,
 	}
+	for _, rc := range h.OIDC.RequireClaims {
+		if rc.Claim == "" || len(rc.Values) == 0 {
+			return fmt.Errorf("require_claims: a claim name and at least one value are needed")
+		}
+		web.Require = append(web.Require, signin.ClaimRequirement{Claim: rc.Claim, Values: rc.Values})
+	}
+	if oauthMode {
+		if cfg.OAuth2, web.OAuth2, err = h.provisionOAuth2(ctx, st, tokens, expand); err != nil {
+			return err
+		}
+		if web.OAuth2.Revalidate {
+			web.OAuth2.Tokens.Revalidate = web.Revalidator()
+		}
+	}
 	h.gw, err = gateway.New(cfg, gateway.Deps{Web: web, Tokens: tokens, Store: st, Signer: signer, Log: log})
 	if err != nil {
 		return err
@@ -208,6 +301,65 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.gw.OriginalPath = originalPath
 	h.gw.SkipAccessLog = func(r *http.Request) { caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true) }
 	return nil
+}
+
+func (h *Handler) provisionOAuth2(ctx caddy.Context, st store.Store, tokens *token.Manager, expand func(string) string) (*gateway.OAuth2Challenge, *signin.OAuth2, error) {
+	o := h.OAuth2
+	if o == nil {
+		o = new(OAuth2)
+	}
+	ch := &gateway.OAuth2Challenge{ClientID: o.ClientID, RedirectURL: o.RedirectURL, Scope: o.Scope}
+	if ch.ClientID == "" {
+		ch.ClientID = "mdmauth"
+	}
+	if ch.RedirectURL == "" {
+		ch.RedirectURL = signin.DefaultRedirectURL
+	}
+	if ch.Scope == "" {
+		ch.Scope = "mdm"
+	}
+	for _, v := range []string{ch.ClientID, ch.RedirectURL, ch.Scope} {
+		if strings.ContainsAny(v, "\"\\ \t\r\n") {
+			return nil, nil, fmt.Errorf("oauth2: %q cannot be sent in a challenge", v)
+		}
+	}
+	key, err := st.Secret(ctx, "oauth2-rotation-hmac", func() ([]byte, error) { return randomBytes(32) })
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading the refresh-token rotation key: %v", err)
+	}
+	ot := &token.OAuth{
+		M: tokens, Key: key,
+		RefreshTTL:      time.Duration(o.RefreshTokenTTL),
+		SignInEvery:     time.Duration(o.SignInEvery),
+		Grace:           time.Duration(o.RefreshGrace),
+		RevalidateEvery: time.Duration(h.OIDC.RevalidateEvery),
+	}
+	so := &signin.OAuth2{ClientID: ch.ClientID, RedirectURL: ch.RedirectURL, Tokens: ot, Revalidate: h.OIDC.RevalidateOnRefresh}
+	if so.Revalidate {
+		if spec := expand(h.OIDC.RefreshTokenKeys); spec != "" {
+			if so.Keyring, err = signin.ParseKeyring(spec); err != nil {
+				return nil, nil, fmt.Errorf("refresh_token_keys: %v", err)
+			}
+		} else {
+			k, err := st.Secret(ctx, "idp-refresh-key", func() ([]byte, error) { return randomBytes(32) })
+			if err != nil {
+				return nil, nil, fmt.Errorf("loading the provider refresh-token key: %v", err)
+			}
+			if so.Keyring, err = signin.NewKeyring("store", k); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	return ch, so, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 func originalPath(r *http.Request) string {

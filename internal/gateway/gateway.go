@@ -49,6 +49,17 @@ type Config struct {
 	// Body limits.
 	MaxEnrollBody int64
 	MaxMDMBody    int64
+	// OAuth2, when set, makes challenges use apple-oauth2 with this client
+	// id and redirect URL (the sign-in's OAuth2 must be set too);
+	// otherwise they use apple-as-web.
+	OAuth2 *OAuth2Challenge
+}
+
+// OAuth2Challenge is what an apple-oauth2 challenge tells the device.
+type OAuth2Challenge struct {
+	ClientID    string
+	RedirectURL string
+	Scope       string
 }
 
 // Gateway serves the endpoints and guards the protected paths.
@@ -136,6 +147,8 @@ const (
 	pathEnroll   = "/enroll/"
 	pathSignIn   = "/sign-in/"
 	pathCallback = "/oidc/callback"
+	pathAuthz    = "/oauth2/authorize"
+	pathToken    = "/oauth2/token"
 )
 
 // ServeHTTP handles the gateway's endpoints and protected paths and passes
@@ -164,6 +177,13 @@ func (g *Gateway) own(w http.ResponseWriter, r *http.Request, rest string) {
 			return
 		}
 		g.web.Start(w, r, strings.TrimPrefix(rest, pathSignIn), g.callbackURL(r))
+	case rest == pathAuthz && g.cfg.OAuth2 != nil:
+		if !allow(w, r, http.MethodGet) {
+			return
+		}
+		g.web.Authorize(w, r, g.callbackURL(r))
+	case rest == pathToken && g.cfg.OAuth2 != nil:
+		g.web.TokenEndpoint(w, r)
 	case rest == pathCallback:
 		if g.SkipAccessLog != nil {
 			g.SkipAccessLog(r) // its URL holds the code, its answer the token
@@ -205,21 +225,28 @@ func (g *Gateway) callbackURL(r *http.Request) string {
 	return g.base(r) + g.cfg.Prefix + pathCallback
 }
 
-func (g *Gateway) signInURL(r *http.Request, f signin.Flow) (string, error) {
-	v, err := g.signer.Encode(f)
-	if err != nil {
-		return "", err
-	}
-	return g.base(r) + g.cfg.Prefix + pathSignIn + v, nil
-}
-
-// challenge answers 401 with exactly one apple-as-web challenge.
+// challenge answers 401 with exactly one challenge: apple-oauth2 when
+// configured, else apple-as-web.
 func (g *Gateway) challenge(w http.ResponseWriter, r *http.Request, f signin.Flow) {
 	f.IssuedAt = g.now()
-	u, err := g.signInURL(r, f)
 	var ch string
+	v, err := g.signer.Encode(f)
 	if err == nil {
-		ch, err = apple.WebChallenge(u)
+		base := g.base(r) + g.cfg.Prefix
+		if o := g.cfg.OAuth2; o != nil {
+			params := []apple.Param{
+				{Name: "authorization-url", Value: base + pathAuthz + "?flow=" + v},
+				{Name: "token-url", Value: base + pathToken},
+				{Name: "redirect-url", Value: o.RedirectURL},
+				{Name: "client-id", Value: o.ClientID},
+			}
+			if o.Scope != "" {
+				params = append(params, apple.Param{Name: "scope", Value: o.Scope})
+			}
+			ch, err = apple.RenderChallenge("apple-oauth2", params...)
+		} else {
+			ch, err = apple.WebChallenge(base + pathSignIn + v)
+		}
 	}
 	if err != nil {
 		g.log.Error("rendering challenge", zap.Error(err))

@@ -29,6 +29,10 @@ type Options struct {
 	Users []testenv.User
 	// AccessTokenTTL as written in the Caddyfile. Default: the handler's.
 	AccessTokenTTL string
+	// Handler holds extra lines for the mdm_auth block, e.g. "sign_in oauth2".
+	Handler string
+	// OIDC holds extra lines for the oidc block.
+	OIDC string
 }
 
 // Password of the default users.
@@ -115,7 +119,7 @@ func Start(tb testenv.TB, o Options) (*Lab, error) {
 		"Admin": adminPort, "HTTP": httpPort, "HTTPS": httpsPort,
 		"Storage": l.StorageDir, "Cert": certPath, "Key": keyPath, "AccessLog": l.AccessLog,
 		"Issuer": l.OIDC.Issuer, "ClientID": l.OIDC.ClientID, "Template": l.TemplatePath,
-		"NanoMDM": l.NanoMDM.Addr, "TTL": o.AccessTokenTTL,
+		"NanoMDM": l.NanoMDM.Addr, "TTL": o.AccessTokenTTL, "Extra": o.Handler, "OIDCExtra": o.OIDC,
 	}); err != nil {
 		return nil, err
 	}
@@ -151,6 +155,7 @@ https://127.0.0.1:{{.HTTPS}} {
 			issuer {{.Issuer}}
 			client_id {{.ClientID}}
 			client_secret {env.MDMAUTH_OIDC_SECRET}
+{{.OIDCExtra}}
 		}
 		discovery {
 			domains example.com
@@ -160,6 +165,7 @@ https://127.0.0.1:{{.HTTPS}} {
 		enrollment_profile {{.Template}}
 		{{if .TTL}}access_token_ttl {{.TTL}}{{end}}
 		protect /mdm/ad
+{{.Extra}}
 	}
 	@accountDriven path /mdm/ad
 	rewrite @accountDriven /mdm

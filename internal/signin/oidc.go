@@ -21,6 +21,9 @@ type OIDCConfig struct {
 	Scopes       []string
 	// HTTPClient is used for every call to the provider; its timeout bounds
 	// them. Default: a client with a 10 s timeout.
+	// AuthParams are added to every authorization request (provider
+	// quirks, e.g. Google's access_type=offline).
+	AuthParams map[string]string
 	HTTPClient *http.Client
 	// RetryAfter is how long a failed discovery is remembered before the
 	// next attempt. Default 2 s.
@@ -134,6 +137,9 @@ func (rp *RP) AuthCodeURL(ctx context.Context, a AuthRequest) (string, error) {
 	opts := []oauth2.AuthCodeOption{
 		oidc.Nonce(a.Nonce),
 		oauth2.S256ChallengeOption(a.Verifier),
+	}
+	for k, v := range rp.cfg.AuthParams {
+		opts = append(opts, oauth2.SetAuthURLParam(k, v))
 	}
 	if a.LoginHint != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", a.LoginHint))
@@ -272,4 +278,48 @@ func authStyle(p *oidc.Provider) oauth2.AuthStyle {
 		return oauth2.AuthStyleInParams
 	}
 	return oauth2.AuthStyleInHeader
+}
+
+// RefreshToken is the provider's refresh token from the code exchange, if
+// it issued one (scope offline_access).
+func (id *Identity) RefreshToken() string {
+	if id.token == nil {
+		return ""
+	}
+	return id.token.RefreshToken
+}
+
+// Refresh redeems the provider's refresh token for subject: the provider
+// re-checks the user. A refusal (the user is disabled, the session revoked)
+// is ErrRejected; an outage ErrUnavailable. The returned identity's claims
+// come from the refreshed ID token when there is one, else from UserInfo.
+func (rp *RP) Refresh(ctx context.Context, refreshToken, subject string) (*Identity, error) {
+	p, v, err := rp.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg := rp.oauth2(p, "")
+	tok, err := cfg.TokenSource(rp.ctx(ctx), &oauth2.Token{RefreshToken: refreshToken}).Token()
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+			return nil, fmt.Errorf("%w: refresh: %s", ErrRejected, re.ErrorCode)
+		}
+		return nil, fmt.Errorf("%w: refresh: %v", ErrUnavailable, redactErr(err))
+	}
+	id := &Identity{Issuer: rp.cfg.Issuer, Subject: subject, Claims: map[string]any{}, rp: rp, token: tok}
+	if raw, ok := tok.Extra("id_token").(string); ok && raw != "" {
+		idt, err := v.Verify(rp.ctx(ctx), raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: refreshed ID token: %v", ErrIDToken, err)
+		}
+		if idt.Subject != subject {
+			return nil, fmt.Errorf("%w: refreshed ID token names another subject", ErrIDToken)
+		}
+		id.Issuer = idt.Issuer
+		if err := idt.Claims(&id.Claims); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrIDToken, err)
+		}
+	}
+	return id, nil
 }

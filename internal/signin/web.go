@@ -48,9 +48,14 @@ type Web struct {
 	ReauthMaxAge time.Duration
 	// LoginTTL bounds a pending sign-in (default 10 minutes).
 	LoginTTL time.Duration
-	Now      func() time.Time
-	Rand     io.Reader
-	Log      *zap.Logger
+	// OAuth2, when set, serves the apple-oauth2 method.
+	OAuth2 *OAuth2
+	// Require lists claims the user must have, checked at sign-in and at
+	// every identity-provider re-validation.
+	Require []ClaimRequirement
+	Now     func() time.Time
+	Rand    io.Reader
+	Log     *zap.Logger
 }
 
 func (s *Web) now() time.Time {
@@ -79,6 +84,8 @@ type loginState struct {
 	Binding        []byte    `json:"binding"`
 	UserIdentifier string    `json:"ui,omitempty"`
 	Created        time.Time `json:"created"`
+	// OAuth is set for an apple-oauth2 authorization request.
+	OAuth *oauthRequest `json:"oauth,omitempty"`
 }
 
 // Start handles GET <sign-in url>: it checks the signed flow, records the
@@ -96,6 +103,13 @@ func (s *Web) Start(w http.ResponseWriter, r *http.Request, flowValue, callbackU
 	if raw := r.URL.Query().Get("user-identifier"); raw != "" && len(raw) <= 320 {
 		ui = raw
 	}
+	s.begin(w, r, flow, ui, nil, callbackURL)
+}
+
+// begin records the pending sign-in, bound to this browser, and redirects
+// to the provider.
+func (s *Web) begin(w http.ResponseWriter, r *http.Request, flow Flow, ui string, oreq *oauthRequest, callbackURL string) {
+	now := s.now()
 	if flow.Kind == KindReauth && flow.EnrollmentID != "" {
 		if page := s.checkEnrollment(r.Context(), flow.EnrollmentID, nil); page != nil {
 			s.fail(w, page.status, page.reason, page.title, page.msg, nil)
@@ -119,7 +133,7 @@ func (s *Web) Start(w http.ResponseWriter, r *http.Request, flowValue, callbackU
 		return
 	}
 	bh := sha256.Sum256([]byte(binding))
-	data, _ := json.Marshal(loginState{Flow: flow, Nonce: nonce, Verifier: verifier, Binding: bh[:], UserIdentifier: ui, Created: now})
+	data, _ := json.Marshal(loginState{Flow: flow, Nonce: nonce, Verifier: verifier, Binding: bh[:], UserIdentifier: ui, Created: now, OAuth: oreq})
 	ttl := s.LoginTTL
 	if ttl <= 0 {
 		ttl = 10 * time.Minute
@@ -133,7 +147,7 @@ func (s *Web) Start(w http.ResponseWriter, r *http.Request, flowValue, callbackU
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 	})
 	SecurityHeaders(w.Header())
-	s.Log.Info("sign-in started", zap.String("kind", flow.Kind), zap.String("mode", flow.Mode),
+	s.Log.Info("sign-in started", zap.String("kind", flow.Kind), zap.String("mode", flow.Mode), zap.Bool("oauth2", oreq != nil),
 		zap.String("model_family", flow.ModelFamily), zap.String("user_identifier", ui),
 		zap.String("enrollment_id", flow.EnrollmentID))
 	http.Redirect(w, r, authURL, http.StatusFound)
@@ -230,6 +244,9 @@ func (s *Web) Callback(w http.ResponseWriter, r *http.Request, callbackURL strin
 		}
 	}
 	maid, ref := s.managedAppleID(ctx, id, st.UserIdentifier)
+	if ref == nil {
+		ref = s.checkRequirements(ctx, id)
+	}
 	if ref != nil {
 		s.fail(w, ref.status, ref.reason, ref.title, ref.msg, nil)
 		return
@@ -244,11 +261,16 @@ func (s *Web) Callback(w http.ResponseWriter, r *http.Request, callbackURL strin
 			mode = e.Mode
 		}
 	}
-	raw, t, err := s.Tokens.Issue(ctx, token.Grant{
+	grant := token.Grant{
 		Issuer: id.Issuer, Subject: id.Subject, SessionID: id.SessionID,
 		UserIdentifier: st.UserIdentifier, ManagedAppleID: maid,
 		Mode: mode, ModelFamily: st.Flow.ModelFamily,
-	})
+	}
+	if st.OAuth != nil {
+		s.finishOAuth(w, r, st, id, grant)
+		return
+	}
+	raw, t, err := s.Tokens.Issue(ctx, grant)
 	if err != nil {
 		s.fail(w, http.StatusServiceUnavailable, "store_unavailable", "Sign-in is temporarily unavailable", "Please try again in a few minutes.", err)
 		return

@@ -52,6 +52,9 @@ type Token struct {
 	// EnrollmentID is the enrollment (EnrollmentID or UDID) the token is
 	// bound to; empty until its first MDM request.
 	EnrollmentID string `json:"enrollment_id,omitempty"`
+	// FamilyID names the OAuth 2 token family the token was issued in;
+	// empty for web sign-in tokens.
+	FamilyID string `json:"family_id,omitempty"`
 }
 
 // ID is a stable, non-secret identifier of the token, safe for logs and the
@@ -173,6 +176,7 @@ type Store interface {
 	Enrollments
 	LoginStates
 	Secrets
+	OAuth
 	// Ping reports whether the backend is usable.
 	Ping(ctx context.Context) error
 	Close() error

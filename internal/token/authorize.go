@@ -193,8 +193,10 @@ func (m *Manager) bind(h store.Hash, req Request) func(context.Context) error {
 	return func(ctx context.Context) error {
 		now := m.now()
 		var previous store.Hash
+		var family string
 		_, _, err := m.Store.Bind(ctx, h, req.EnrollmentID, func(t *store.Token, e *store.Enrollment) (*store.Enrollment, error) {
 			previous = store.Hash{} // the store may run this function more than once
+			family = t.FamilyID
 			if t.EnrollmentID != "" && t.EnrollmentID != req.EnrollmentID {
 				return nil, fmt.Errorf("%w: token bound to another enrollment", errStale)
 			}
@@ -237,6 +239,19 @@ func (m *Manager) bind(h store.Hash, req Request) func(context.Context) error {
 		}
 		if previous != (store.Hash{}) {
 			if err := m.Revoke(ctx, previous); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		if family != "" {
+			// Refreshed access tokens of the family inherit the binding.
+			_, err := m.Store.UpdateFamily(ctx, family, func(f *store.Family) error {
+				if f.EnrollmentID != req.EnrollmentID {
+					f.EnrollmentID = req.EnrollmentID
+					f.UpdatedAt = now
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
 		}

@@ -4,10 +4,12 @@
 //
 // Every write is synced to disk before it returns. Updates run in optimistic
 // transactions that are retried when they conflict with a concurrent one, so
-// the functions passed to UpdateToken, UpdateEnrollment and Bind may run more
-// than once and must not have side effects. Records are purged by Badger's
-// TTL: login states shortly after they expire, tokens TokenRetention after
-// they expire or are revoked; every expiry decision itself uses Options.Now.
+// the functions passed to UpdateToken, UpdateEnrollment, Bind, UpdateCode and
+// UpdateFamily may run more than once and must not have side effects.
+// Records are purged by Badger's TTL: login states and authorization codes
+// shortly after they expire, tokens TokenRetention after they expire or are
+// revoked, token families TokenRetention after they expire or are revoked,
+// whichever is later; every expiry decision itself uses Options.Now.
 package badger
 
 import (
@@ -46,7 +48,9 @@ type Options struct {
 	// background failures; nil discards them.
 	Logger *slog.Logger
 	// TokenRetention is how long a token record is kept after it expires or
-	// is revoked, whichever is first; zero or negative means 30 days.
+	// is revoked, whichever is first, and a token family record after it
+	// expires or is revoked, whichever is last; zero or negative means 30
+	// days.
 	TokenRetention time.Duration
 	// GCInterval is the period of value-log garbage collection; default 10
 	// minutes, negative disables it.
@@ -110,12 +114,13 @@ func Open(o Options) (*Store, error) {
 }
 
 // dbOptions sizes Badger for a small embedded database: the whole data set
-// is tokens, enrollments and sign-in states, a few hundred bytes each.
+// is tokens, enrollments, sign-in states, codes and token families, a few
+// hundred bytes each.
 func dbOptions(dir string, log *slog.Logger) badgerdb.Options {
 	return badgerdb.DefaultOptions(dir).
 		// Every write this package makes must survive a crash once it
 		// returns: issued tokens, bindings, revocations, enrollment states,
-		// consumed sign-in states. With SyncWrites the write-ahead log is
+		// consumed sign-in states, redeemed codes, refresh-token rotations. With SyncWrites the write-ahead log is
 		// fsynced before a commit becomes visible, so no other request can
 		// act on a write that a crash would then undo (an explicit Sync after
 		// commit leaves that window open). Writes are rare next to token

@@ -98,37 +98,7 @@ func (s *Store) Bind(ctx context.Context, h store.Hash, enrollmentID string, fn 
 // TokensForEnrollment lists the tokens bound to the enrollment, in hash
 // order. Purged tokens are left out.
 func (s *Store) TokensForEnrollment(ctx context.Context, id string) ([]*store.Token, error) {
-	var out []*store.Token
-	err := s.view(ctx, func(txn *badgerdb.Txn) error {
-		out = nil
-		prefix := indexPrefix(id)
-		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: prefix})
-		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			h, ok := indexHash(prefix, it.Item().Key())
-			if !ok {
-				continue
-			}
-			t, err := getToken(txn, h)
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if t.EnrollmentID == id {
-				out = append(out, t)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return s.listTokens(ctx, indexPrefix(id), func(t *store.Token) bool { return t.EnrollmentID == id })
 }
 
 // getEnrollment reads an enrollment; nil without error if absent.

@@ -9,23 +9,30 @@ import "github.com/mdmauth/mdmauth/internal/store"
 //	x <id> 0x00 <hash:32>     index: token bound to enrollment (empty value), same TTL as the token
 //	l <key>                   login state (JSON), TTL = its expiry
 //	s <name>                  secret (raw bytes)
+//	c <hash:32>               authorization code (JSON), TTL = its expiry plus codeGrace
+//	f <id>                    token family (JSON), TTL = purge time
+//	y <id> 0x00 <hash:32>     index: token issued in family (empty value), same TTL as the token
 //	p                         never written; read by Ping
 const (
-	kindToken      = 't'
-	kindEnrollment = 'e'
-	kindIndex      = 'x'
-	kindLoginState = 'l'
-	kindSecret     = 's'
+	kindToken       = 't'
+	kindEnrollment  = 'e'
+	kindIndex       = 'x'
+	kindLoginState  = 'l'
+	kindSecret      = 's'
+	kindCode        = 'c'
+	kindFamily      = 'f'
+	kindFamilyIndex = 'y'
 )
 
 var pingKey = []byte{'p'}
 
-func tokenKey(h store.Hash) []byte {
-	k := make([]byte, 0, 1+len(h))
-	return append(append(k, kindToken), h[:]...)
-}
+func tokenKey(h store.Hash) []byte { return withHash(kindToken, h) }
+
+func codeKey(h store.Hash) []byte { return withHash(kindCode, h) }
 
 func enrollmentKey(id string) []byte { return withKind(kindEnrollment, id) }
+
+func familyKey(id string) []byte { return withKind(kindFamily, id) }
 
 func loginStateKey(key string) []byte { return withKind(kindLoginState, key) }
 
@@ -36,19 +43,32 @@ func withKind(kind byte, s string) []byte {
 	return append(append(k, kind), s...)
 }
 
+func withHash(kind byte, h store.Hash) []byte {
+	k := make([]byte, 0, 1+len(h))
+	return append(append(k, kind), h[:]...)
+}
+
 // indexPrefix is the common prefix of the index keys of one enrollment.
-func indexPrefix(id string) []byte {
+func indexPrefix(id string) []byte { return listPrefix(kindIndex, id) }
+
+func indexKey(id string, h store.Hash) []byte { return append(indexPrefix(id), h[:]...) }
+
+// familyIndexPrefix is the common prefix of the index keys of one family.
+func familyIndexPrefix(id string) []byte { return listPrefix(kindFamilyIndex, id) }
+
+func familyIndexKey(id string, h store.Hash) []byte { return append(familyIndexPrefix(id), h[:]...) }
+
+// listPrefix is kind, id and a zero byte, with room for a hash after it.
+func listPrefix(kind byte, id string) []byte {
 	k := make([]byte, 0, 2+len(id)+len(store.Hash{}))
-	k = append(k, kindIndex)
+	k = append(k, kind)
 	k = append(k, id...)
 	return append(k, 0)
 }
 
-func indexKey(id string, h store.Hash) []byte { return append(indexPrefix(id), h[:]...) }
-
 // indexHash extracts the token hash from an index key under prefix. It
-// reports false for keys of other enrollments whose id merely starts with
-// this one's id and a zero byte.
+// reports false for keys of other enrollments or families whose id merely
+// starts with this one's id and a zero byte.
 func indexHash(prefix, key []byte) (store.Hash, bool) {
 	var h store.Hash
 	if len(key) != len(prefix)+len(h) {

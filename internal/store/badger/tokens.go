@@ -88,8 +88,8 @@ func getToken(txn *badgerdb.Txn, h store.Hash) (*store.Token, error) {
 	return t, nil
 }
 
-// putToken writes t and keeps the enrollment index in step with its
-// binding; old is the record being replaced, nil for a new token.
+// putToken writes t and keeps the enrollment and family indexes in step
+// with it; old is the record being replaced, nil for a new token.
 func (s *Store) putToken(txn *badgerdb.Txn, old, t *store.Token) error {
 	v, err := json.Marshal(t)
 	if err != nil {
@@ -106,9 +106,56 @@ func (s *Store) putToken(txn *badgerdb.Txn, old, t *store.Token) error {
 	}
 	if t.EnrollmentID != "" {
 		// Rewritten with every token write so it expires with the token.
-		return txn.SetEntry(&badgerdb.Entry{Key: indexKey(t.EnrollmentID, t.Hash), ExpiresAt: exp})
+		if err := txn.SetEntry(&badgerdb.Entry{Key: indexKey(t.EnrollmentID, t.Hash), ExpiresAt: exp}); err != nil {
+			return err
+		}
+	}
+	if old != nil && old.FamilyID != "" && old.FamilyID != t.FamilyID {
+		if err := txn.Delete(familyIndexKey(old.FamilyID, t.Hash)); err != nil {
+			return err
+		}
+	}
+	if t.FamilyID != "" {
+		// Likewise rewritten with every token write.
+		return txn.SetEntry(&badgerdb.Entry{Key: familyIndexKey(t.FamilyID, t.Hash), ExpiresAt: exp})
 	}
 	return nil
+}
+
+// listTokens lists, in hash order, the tokens named by the index keys under
+// prefix for which keep reports true. Index entries of purged tokens are
+// skipped.
+func (s *Store) listTokens(ctx context.Context, prefix []byte, keep func(*store.Token) bool) ([]*store.Token, error) {
+	var out []*store.Token
+	err := s.view(ctx, func(txn *badgerdb.Txn) error {
+		out = nil
+		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			h, ok := indexHash(prefix, it.Item().Key())
+			if !ok {
+				continue
+			}
+			t, err := getToken(txn, h)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if keep(t) {
+				out = append(out, t)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // tokenExpiry is the Badger TTL (Unix seconds on the wall clock, 0 for

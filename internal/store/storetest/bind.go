@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -185,6 +186,13 @@ func assertListed(t *testing.T, s store.Store, id string, want ...*store.Token) 
 	if err != nil {
 		t.Fatalf("TokensForEnrollment(%q): %v", id, err)
 	}
+	assertSameTokens(t, fmt.Sprintf("TokensForEnrollment(%q)", id), got, want)
+}
+
+// assertSameTokens checks that a listing got holds exactly want, in any
+// order, with their current contents.
+func assertSameTokens(t *testing.T, what string, got, want []*store.Token) {
+	t.Helper()
 	byHash := func(a, b *store.Token) int { return slices.Compare(a.Hash[:], b.Hash[:]) }
 	got = slices.Clone(got)
 	want = slices.Clone(want)
@@ -197,7 +205,7 @@ func assertListed(t *testing.T, s store.Store, id string, want ...*store.Token) 
 			}
 			return s
 		}
-		t.Fatalf("TokensForEnrollment(%q) = %v, want %v", id, ids(got), ids(want))
+		t.Fatalf("%s = %v, want %v", what, ids(got), ids(want))
 	}
 	for i := range got {
 		assertToken(t, got[i], want[i])

@@ -18,7 +18,7 @@ type call struct {
 }
 
 // everyMethod calls each Store method except Close on records seeded by
-// seedAll.
+// seedAll and seedOAuth.
 func everyMethod(now time.Time) []call {
 	h := hashOf("seed")
 	return []call{
@@ -63,8 +63,63 @@ func everyMethod(now time.Time) []call {
 			_, err := s.Secret(ctx, "fresh", func() ([]byte, error) { return []byte("fresh"), nil })
 			return err
 		}},
+		{"CreateCode", func(ctx context.Context, s store.Store) error {
+			return s.CreateCode(ctx, newCode("fresh", now))
+		}},
+		{"UpdateCode", func(ctx context.Context, s store.Store) error {
+			_, err := s.UpdateCode(ctx, hashOf("code-seed"), redeem(now, "F1"))
+			return err
+		}},
+		{"CreateFamily", func(ctx context.Context, s store.Store) error {
+			return s.CreateFamily(ctx, newFamily("fresh", now))
+		}},
+		{"Family", func(ctx context.Context, s store.Store) error {
+			_, err := s.Family(ctx, "F1")
+			return err
+		}},
+		{"UpdateFamily", func(ctx context.Context, s store.Store) error {
+			_, err := s.UpdateFamily(ctx, "F1", advance(now))
+			return err
+		}},
+		{"TokensForFamily", func(ctx context.Context, s store.Store) error {
+			_, err := s.TokensForFamily(ctx, "F1")
+			return err
+		}},
 		{"Ping", func(ctx context.Context, s store.Store) error { return s.Ping(ctx) }},
 	}
+}
+
+// oauthSeed is what seedOAuth stored.
+type oauthSeed struct {
+	code   *store.Code
+	family *store.Family
+	token  *store.Token
+}
+
+// seedOAuth stores unused code "seed", family "F1" and token "fam" issued
+// in it.
+func seedOAuth(t *testing.T, s store.Store, c *Clock) oauthSeed {
+	t.Helper()
+	o := oauthSeed{
+		code:   newCode("seed", c.Now()),
+		family: newFamily("F1", c.Now()),
+		token:  newFamilyToken("fam", "F1", c.Now()),
+	}
+	createCode(t, s, o.code)
+	createFamily(t, s, o.family)
+	createToken(t, s, o.token)
+	return o
+}
+
+// assertUnchanged checks that the records seedOAuth stored are intact and
+// that none of everyMethod's fresh ones exist.
+func (o oauthSeed) assertUnchanged(t *testing.T, s store.Store) {
+	t.Helper()
+	assertCode(t, peekCode(t, s, o.code.Hash), o.code)
+	assertFamily(t, mustFamily(t, s, o.family.ID), o.family)
+	assertFamilyListed(t, s, o.family.ID, o.token)
+	assertCodeAbsent(t, s, hashOf("code-fresh"))
+	assertFamilyAbsent(t, s, "fresh")
 }
 
 // seedAll stores one record of each kind: token "seed" bound to E1, login
@@ -104,6 +159,7 @@ func testLifecycle(t *testing.T, f Factory) {
 	t.Run("ErrClosedAfterClose", func(t *testing.T) {
 		s, c := open(t, f)
 		seedAll(t, s, c)
+		seedOAuth(t, s, c)
 		if err := s.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
@@ -120,6 +176,7 @@ func testLifecycle(t *testing.T, f Factory) {
 	t.Run("CancelledContext", func(t *testing.T) {
 		s, c := open(t, f)
 		tok, e, ls, _ := seedAll(t, s, c)
+		o := seedOAuth(t, s, c)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		for _, m := range everyMethod(c.Now()) {
@@ -128,6 +185,7 @@ func testLifecycle(t *testing.T, f Factory) {
 			}
 		}
 		assertUnchanged(t, s, tok, e)
+		o.assertUnchanged(t, s)
 		assertTake(t, s, "k", ls)
 	})
 }
@@ -143,6 +201,21 @@ func testDurability(t *testing.T, f Factory) {
 		createToken(t, s, revoked)
 		putState(t, s, "taken", ls)
 		assertTake(t, s, "taken", ls)
+		o := seedOAuth(t, s, c)
+		used := newCode("used", c.Now())
+		createCode(t, s, used)
+		if _, err := s.UpdateCode(ctx, used.Hash, redeem(c.Now(), "F1")); err != nil {
+			t.Fatalf("UpdateCode: %v", err)
+		}
+		used.UsedAt, used.FamilyID = c.Now(), "F1"
+		rotated := newFamily("F2", c.Now())
+		createFamily(t, s, rotated)
+		if _, err := s.UpdateFamily(ctx, "F2", advance(c.Now())); err != nil {
+			t.Fatalf("UpdateFamily: %v", err)
+		}
+		if err := advance(c.Now())(rotated); err != nil {
+			t.Fatal(err)
+		}
 
 		s = f.Reopen(t, s, c.Now)
 		if err := s.Ping(ctx); err != nil {
@@ -164,6 +237,16 @@ func testDurability(t *testing.T, f Factory) {
 		}
 		if n := calls.Load(); n != 0 {
 			t.Fatalf("gen called %d times after reopen, want 0", n)
+		}
+
+		o.assertUnchanged(t, s)
+		assertCode(t, peekCode(t, s, used.Hash), used)
+		assertFamily(t, mustFamily(t, s, "F2"), rotated)
+		if err := s.CreateCode(ctx, newCode("seed", c.Now())); !errors.Is(err, store.ErrExists) {
+			t.Fatalf("CreateCode of a code stored before reopen: got %v, want ErrExists", err)
+		}
+		if err := s.CreateFamily(ctx, newFamily("F1", c.Now())); !errors.Is(err, store.ErrExists) {
+			t.Fatalf("CreateFamily of a family stored before reopen: got %v, want ErrExists", err)
 		}
 	})
 

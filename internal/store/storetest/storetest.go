@@ -38,6 +38,9 @@ func Run(t *testing.T, f Factory) {
 	t.Run("TokensForEnrollment", func(t *testing.T) { testTokensForEnrollment(t, f) })
 	t.Run("LoginStates", func(t *testing.T) { testLoginStates(t, f) })
 	t.Run("Secrets", func(t *testing.T) { testSecrets(t, f) })
+	t.Run("Codes", func(t *testing.T) { testCodes(t, f) })
+	t.Run("Families", func(t *testing.T) { testFamilies(t, f) })
+	t.Run("TokensForFamily", func(t *testing.T) { testTokensForFamily(t, f) })
 	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, f) })
 	if f.Reopen != nil {
 		t.Run("Durability", func(t *testing.T) { testDurability(t, f) })

@@ -76,6 +76,7 @@ func assertToken(t *testing.T, got, want *store.Token) {
 	check("ExpiresAt", got.ExpiresAt.Equal(want.ExpiresAt))
 	check("RevokedAt", got.RevokedAt.Equal(want.RevokedAt))
 	check("EnrollmentID", got.EnrollmentID == want.EnrollmentID)
+	check("FamilyID", got.FamilyID == want.FamilyID)
 	if len(diffs) > 0 {
 		t.Errorf("token differs in %s:\n got %+v\nwant %+v", strings.Join(diffs, ", "), *got, *want)
 	}
