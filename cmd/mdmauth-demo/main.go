@@ -6,6 +6,7 @@
 // forced re-authentication, and every step is printed.
 //
 //	go run ./cmd/mdmauth-demo            # run the walk-through and exit
+//	go run ./cmd/mdmauth-demo -oauth2    # the same with apple-oauth2 and silent refresh
 //	go run ./cmd/mdmauth-demo -keep      # then keep the servers running
 package main
 
@@ -28,8 +29,9 @@ import (
 func main() {
 	keep := flag.Bool("keep", false, "keep the servers running after the walk-through (Ctrl-C stops them)")
 	verbose := flag.Bool("v", false, "print the servers' own progress messages")
+	oauth := flag.Bool("oauth2", false, "challenge with apple-oauth2 (short access tokens, silent refresh) instead of apple-as-web")
 	flag.Parse()
-	if err := run(*keep, *verbose); err != nil {
+	if err := run(*keep, *verbose, *oauth); err != nil {
 		fmt.Fprintf(os.Stderr, "\ndemo failed: %v\n", err)
 		os.Exit(1)
 	}
@@ -39,7 +41,7 @@ func heading(format string, args ...any) {
 	fmt.Printf("\n== %s\n", fmt.Sprintf(format, args...))
 }
 
-func run(keep, verbose bool) error {
+func run(keep, verbose, oauth bool) error {
 	logf := func(string, ...any) {}
 	if verbose {
 		logf = func(f string, a ...any) { fmt.Printf("   · "+f+"\n", a...) }
@@ -51,7 +53,11 @@ func run(keep, verbose bool) error {
 	defer scope.Close()
 
 	heading("Building Caddy with mdm_auth and installing NanoMDM v0.9.0 and the OpenID provider (first run: a few minutes)")
-	l, err := lab.Start(scope, lab.Options{})
+	opts := lab.Options{}
+	if oauth {
+		opts.Handler = "\t\tsign_in oauth2\n"
+	}
+	l, err := lab.Start(scope, opts)
 	if err != nil {
 		return err
 	}
@@ -84,6 +90,23 @@ func run(keep, verbose bool) error {
 	heading("NanoMDM sends the iPhone a command through the gateway")
 	if err := command(ctx, l, phone, device.DeviceChannel, phone.EnrollmentKey()); err != nil {
 		return err
+	}
+
+	if oauth {
+		heading("An hour later: the iPhone's access token has expired")
+		if err := l.WithStore(func(_ *token.Manager, s store.Store) error {
+			_, err := s.UpdateToken(ctx, token.HashOf(phone.Token()), func(t *store.Token) error {
+				t.ExpiresAt = time.Now().Add(-time.Second)
+				return nil
+			})
+			return err
+		}); err != nil {
+			return err
+		}
+		if _, err := phone.Poll(ctx, device.DeviceChannel); err != nil {
+			return err
+		}
+		fmt.Printf("   silent refreshes: %d, user prompts: %d\n", phone.Refreshes(), phone.Prompts())
 	}
 
 	heading("The administrator forces re-authentication of the iPhone's enrollment")
