@@ -202,8 +202,8 @@ func (o *OIDC) unmarshal(d *caddyfile.Dispenser) error {
 			o.RevalidateOnRefresh = true
 			if d.NextArg() {
 				dur, err := caddy.ParseDuration(d.Val())
-				if err != nil {
-					return d.Errf("revalidate_on_refresh: %v", err)
+				if err != nil || dur <= 0 {
+					return d.Errf("revalidate_on_refresh: invalid duration %q", d.Val())
 				}
 				o.RevalidateEvery = caddy.Duration(dur)
 				if d.NextArg() {

@@ -276,6 +276,56 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			h.Discovery.Mode = "adde"
 			h.Discovery.ModelModes = map[string]string{"Mac": "adde", "RealityDevice": "byod"}
 		}},
+		{"sign_in web", "sign_in web", func(h *Handler) { h.SignIn = "web" }},
+		{"oauth2 in full", `sign_in oauth2
+		oauth2 {
+			client_id com.example.mdm
+			redirect_url com.example.mdm:/oauth2/done
+			scope mdm.enroll
+			refresh_token_ttl 30d
+			sign_in_every 180d
+			refresh_grace 1m30s
+		}`, func(h *Handler) {
+			h.SignIn = "oauth2"
+			h.OAuth2 = &OAuth2{
+				ClientID:        "com.example.mdm",
+				RedirectURL:     "com.example.mdm:/oauth2/done",
+				Scope:           "mdm.enroll",
+				RefreshTokenTTL: caddy.Duration(30 * 24 * time.Hour),
+				SignInEvery:     caddy.Duration(180 * 24 * time.Hour),
+				RefreshGrace:    caddy.Duration(90 * time.Second),
+			}
+		}},
+		{"empty oauth2 block", "sign_in oauth2\noauth2 {\n}", func(h *Handler) {
+			h.SignIn = "oauth2"
+			h.OAuth2 = &OAuth2{}
+		}},
+		{"oauth2 blocks merge", "oauth2 {\nclient_id a\nscope s\n}\noauth2 {\nclient_id b\nrefresh_grace 5s\n}", func(h *Handler) {
+			h.OAuth2 = &OAuth2{ClientID: "b", Scope: "s", RefreshGrace: caddy.Duration(5 * time.Second)}
+		}},
+		{"oidc options of oauth2", `oidc {
+			auth_param access_type offline
+			auth_param prompt consent
+			auth_param prompt select_account
+			require_claim hd example.com
+			require_claim groups mdm-users mdm-admins
+			require_claim hd example.org
+			revalidate_on_refresh 10m
+			refresh_token_keys {env.KEYS}
+		}`, func(h *Handler) {
+			h.OIDC.AuthParams = map[string]string{"access_type": "offline", "prompt": "select_account"}
+			h.OIDC.RequireClaims = []RequireClaim{
+				{Claim: "hd", Values: []string{"example.com"}},
+				{Claim: "groups", Values: []string{"mdm-users", "mdm-admins"}},
+				{Claim: "hd", Values: []string{"example.org"}},
+			}
+			h.OIDC.RevalidateOnRefresh = true
+			h.OIDC.RevalidateEvery = caddy.Duration(10 * time.Minute)
+			h.OIDC.RefreshTokenKeys = "{env.KEYS}"
+		}},
+		{"revalidate_on_refresh at the default pace", "oidc {\nrevalidate_on_refresh\n}", func(h *Handler) {
+			h.OIDC.RevalidateOnRefresh = true
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -362,6 +412,22 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"global option argument", "{\n\tmdm_auth /var/lib/mdmauth\n}\n", []string{"wrong argument count"}, 2},
 		{"storage_dir without value", "{\n\tmdm_auth {\n\t\tstorage_dir\n\t}\n}\n", []string{"wrong argument count", "'storage_dir'"}, 3},
 
+		{"sign_in without value", site("\t\tsign_in"), []string{"wrong argument count", "'sign_in'"}, 3},
+		{"sign_in with two values", site("\t\tsign_in web oauth2"), []string{"wrong argument count"}, 3},
+		{"oauth2 with an argument", site("\t\toauth2 mdmauth"), []string{"wrong argument count"}, 3},
+		{"oauth2 client_id without value", site("\t\toauth2 {\n\t\t\tclient_id\n\t\t}"), []string{"wrong argument count", "'client_id'"}, 4},
+		{"redirect_url with two values", site("\t\toauth2 {\n\t\t\tredirect_url a:/b c:/d\n\t\t}"), []string{"wrong argument count"}, 4},
+		{"scope with two values", site("\t\toauth2 {\n\t\t\tscope mdm offline\n\t\t}"), []string{"wrong argument count"}, 4},
+		{"refresh_token_ttl without value", site("\t\toauth2 {\n\t\t\trefresh_token_ttl\n\t\t}"), []string{"wrong argument count", "'refresh_token_ttl'"}, 4},
+		{"auth_param with one argument", site("\t\toidc {\n\t\t\tauth_param access_type\n\t\t}"), []string{"wrong argument count", "'access_type'"}, 4},
+		{"auth_param with three arguments", site("\t\toidc {\n\t\t\tauth_param access_type offline x\n\t\t}"), []string{"wrong argument count"}, 4},
+		{"require_claim with no value", site("\t\toidc {\n\t\t\trequire_claim groups\n\t\t}"), []string{"wrong argument count", "'groups'"}, 4},
+		{"require_claim with nothing", site("\t\toidc {\n\t\t\trequire_claim\n\t\t}"), []string{"wrong argument count", "'require_claim'"}, 4},
+		{"revalidate_on_refresh with two durations", site("\t\toidc {\n\t\t\trevalidate_on_refresh 15m 30m\n\t\t}"), []string{"wrong argument count"}, 4},
+		{"refresh_token_keys without value", site("\t\toidc {\n\t\t\trefresh_token_keys\n\t\t}"), []string{"wrong argument count", "'refresh_token_keys'"}, 4},
+		{"unknown oauth2 option", site("\t\toauth2 {\n\t\t\tclient_secret x\n\t\t}"), []string{`unknown oauth2 option "client_secret"`}, 4},
+		{"oidc option in oauth2", site("\t\toauth2 {\n\t\t\tscope mdm\n\t\t\trevalidate_on_refresh\n\t\t}"), []string{`unknown oauth2 option "revalidate_on_refresh"`}, 5},
+
 		// sizes
 		{"size with a bad unit", site("\t\tmax_enroll_body 64KB/s"), []string{`max_enroll_body: invalid size "64KB/s"`}, 3},
 		{"size not a number", site("\t\tmax_mdm_body lots"), []string{`max_mdm_body: invalid size "lots"`}, 3},
@@ -373,6 +439,16 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"duration without unit", site("\t\taccess_token_ttl 90"), []string{"access_token_ttl:", `"90"`}, 3},
 		{"duration with a bad unit", site("\t\taccess_token_ttl 3w"), []string{"access_token_ttl:", `"3w"`}, 3},
 		{"duration not a number", site("\t\treauth_max_age soon"), []string{"reauth_max_age:", `"soon"`}, 3},
+		{"refresh_token_ttl not a duration", site("\t\toauth2 {\n\t\t\trefresh_token_ttl soon\n\t\t}"), []string{`refresh_token_ttl: invalid duration "soon"`}, 4},
+		{"refresh_token_ttl with a bad unit", site("\t\toauth2 {\n\t\t\trefresh_token_ttl 13w\n\t\t}"), []string{`refresh_token_ttl: invalid duration "13w"`}, 4},
+		{"sign_in_every zero", site("\t\toauth2 {\n\t\t\tsign_in_every 0\n\t\t}"), []string{`sign_in_every: invalid duration "0"`}, 4},
+		{"sign_in_every without unit", site("\t\toauth2 {\n\t\t\tsign_in_every 30\n\t\t}"), []string{`sign_in_every: invalid duration "30"`}, 4},
+		{"refresh_grace negative", site("\t\toauth2 {\n\t\t\trefresh_grace -1s\n\t\t}"), []string{`refresh_grace: invalid duration "-1s"`}, 4},
+		{"revalidate_on_refresh not a duration", site("\t\toidc {\n\t\t\trevalidate_on_refresh soon\n\t\t}"), []string{"revalidate_on_refresh:", `"soon"`}, 4},
+		{"revalidate_on_refresh without unit", site("\t\toidc {\n\t\t\trevalidate_on_refresh 15\n\t\t}"), []string{"revalidate_on_refresh:", `"15"`}, 4},
+		// Like the oauth2 durations: a pace of zero or less is a mistake,
+		// not a request for the default.
+		{"revalidate_on_refresh negative", site("\t\toidc {\n\t\t\trevalidate_on_refresh -15m\n\t\t}"), []string{"revalidate_on_refresh:", `"-15m"`}, 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

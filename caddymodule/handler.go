@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -319,8 +318,18 @@ func (h *Handler) provisionOAuth2(ctx caddy.Context, st store.Store, tokens *tok
 		ch.Scope = "mdm"
 	}
 	for _, v := range []string{ch.ClientID, ch.RedirectURL, ch.Scope} {
-		if strings.ContainsAny(v, "\"\\ \t\r\n") {
-			return nil, nil, fmt.Errorf("oauth2: %q cannot be sent in a challenge", v)
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; c <= 0x20 || c > 0x7e || c == '"' || c == '\\' {
+				return nil, nil, fmt.Errorf("oauth2: %q cannot be sent in a challenge (printable ASCII only, no spaces, quotes or backslashes)", v)
+			}
+		}
+	}
+	for name, d := range map[string]caddy.Duration{
+		"refresh_token_ttl": o.RefreshTokenTTL, "sign_in_every": o.SignInEvery,
+		"refresh_grace": o.RefreshGrace, "revalidate_every": h.OIDC.RevalidateEvery,
+	} {
+		if d < 0 {
+			return nil, nil, fmt.Errorf("%s must not be negative", name)
 		}
 	}
 	key, err := st.Secret(ctx, "oauth2-rotation-hmac", func() ([]byte, error) { return randomBytes(32) })
@@ -335,6 +344,9 @@ func (h *Handler) provisionOAuth2(ctx caddy.Context, st store.Store, tokens *tok
 		RevalidateEvery: time.Duration(h.OIDC.RevalidateEvery),
 	}
 	so := &signin.OAuth2{ClientID: ch.ClientID, RedirectURL: ch.RedirectURL, Tokens: ot, Revalidate: h.OIDC.RevalidateOnRefresh}
+	if !so.Revalidate && h.OIDC.RefreshTokenKeys != "" {
+		return nil, nil, fmt.Errorf("refresh_token_keys needs revalidate_on_refresh")
+	}
 	if so.Revalidate {
 		if spec := expand(h.OIDC.RefreshTokenKeys); spec != "" {
 			if so.Keyring, err = signin.ParseKeyring(spec); err != nil {

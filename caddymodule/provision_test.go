@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -53,6 +54,30 @@ func validHandler(profile string) map[string]any {
 		"discovery":          map[string]any{"domains": []string{"example.com"}, "mode": "byod", "model_modes": map[string]string{"Mac": "adde"}},
 		"enrollment_profile": profile,
 		"protect":            []string{"/mdm/ad"},
+	}
+}
+
+// key32 is a 32-byte key for refresh_token_keys.
+var key32 = []byte("0123456789abcdef0123456789abcdef")
+
+// oauth2Option returns a change of a handler config to sign_in oauth2
+// with one option of its oauth2 block set.
+func oauth2Option(name, value string) func(map[string]any) {
+	return func(h map[string]any) {
+		h["sign_in"] = "oauth2"
+		h["oauth2"] = map[string]any{name: value}
+	}
+}
+
+// refreshTokenKeys returns a change of a handler config to sign_in oauth2
+// with re-validation whose provider refresh tokens are encrypted with
+// spec.
+func refreshTokenKeys(spec string) func(map[string]any) {
+	return func(h map[string]any) {
+		h["sign_in"] = "oauth2"
+		oidc := h["oidc"].(map[string]any)
+		oidc["revalidate_on_refresh"] = true
+		oidc["refresh_token_keys"] = spec
 	}
 }
 
@@ -194,6 +219,89 @@ func TestProvisionErrors(t *testing.T) {
 			[]string{`protect path "mdm/ad" must start with /`}},
 		{"prefix with a trailing slash", func(h map[string]any) { h["prefix"] = "/mdmauth/" },
 			[]string{`prefix "/mdmauth/" must start with / and not end with /`}},
+
+		{"sign_in unknown", func(h map[string]any) { h["sign_in"] = "bogus" },
+			[]string{`sign_in "bogus": want web or oauth2`}},
+		{"sign_in upper-case", func(h map[string]any) { h["sign_in"] = "OAuth2" },
+			[]string{`sign_in "OAuth2": want web or oauth2`}},
+		{"oauth2 block with sign_in web", func(h map[string]any) {
+			h["sign_in"] = "web"
+			h["oauth2"] = map[string]any{"client_id": "mdmauth"}
+		}, []string{"oauth2 settings and revalidate_on_refresh need sign_in oauth2"}},
+		{"empty oauth2 block without sign_in", func(h map[string]any) { h["oauth2"] = map[string]any{} },
+			[]string{"oauth2 settings and revalidate_on_refresh need sign_in oauth2"}},
+		{"revalidate_on_refresh with sign_in web", func(h map[string]any) {
+			h["sign_in"] = "web"
+			h["oidc"].(map[string]any)["revalidate_on_refresh"] = true
+		}, []string{"oauth2 settings and revalidate_on_refresh need sign_in oauth2"}},
+		{"revalidate_on_refresh without sign_in", func(h map[string]any) {
+			h["oidc"].(map[string]any)["revalidate_on_refresh"] = true
+		}, []string{"oauth2 settings and revalidate_on_refresh need sign_in oauth2"}},
+
+		{"redirect_url with a quote", oauth2Option("redirect_url", `apple-remotemanagement-user-login:/oauth2/"redirection"`),
+			[]string{"oauth2:", "cannot be sent in a challenge"}},
+		{"redirect_url with a space", oauth2Option("redirect_url", "apple-remotemanagement-user-login:/oauth2/ redirection"),
+			[]string{"oauth2:", "cannot be sent in a challenge"}},
+		{"client_id with a backslash", oauth2Option("client_id", `mdm\auth`),
+			[]string{"oauth2:", "cannot be sent in a challenge"}},
+		{"scope with two scopes", oauth2Option("scope", "mdm offline_access"),
+			[]string{"oauth2:", "cannot be sent in a challenge"}},
+		{"scope with a line break", oauth2Option("scope", "mdm\r\nX-Injected: 1"),
+			[]string{"oauth2:", "cannot be sent in a challenge"}},
+		// The challenge takes printable ASCII only: anything else provisions
+		// but then fails every challenge with a 500.
+		{"client_id not ASCII", oauth2Option("client_id", "mdm\u00e4uth"),
+			[]string{"oauth2:", "cannot be sent in a challenge"}},
+		{"client_id with a control character", oauth2Option("client_id", "mdm\x7fauth"),
+			[]string{"oauth2:", "cannot be sent in a challenge"}},
+
+		{"access_token_ttl below 5m with oauth2", func(h map[string]any) {
+			h["sign_in"] = "oauth2"
+			h["access_token_ttl"] = "4m59s"
+		}, []string{"access_token_ttl:", "shorter than the minimum 5m0s"}},
+		{"access_token_ttl negative with oauth2", func(h map[string]any) {
+			h["sign_in"] = "oauth2"
+			h["access_token_ttl"] = "-1h"
+		}, []string{"access_token_ttl:", "must be positive"}},
+		// Negative durations in JSON must not silently turn into a default
+		// (re-validation every 15m, a 90-day refresh token) or switch a
+		// control off (sign_in_every), as the Caddyfile refuses them.
+		{"revalidate_every negative", func(h map[string]any) {
+			h["sign_in"] = "oauth2"
+			h["oidc"].(map[string]any)["revalidate_on_refresh"] = true
+			h["oidc"].(map[string]any)["revalidate_every"] = "-15m"
+		}, []string{"revalidate"}},
+		{"sign_in_every negative", oauth2Option("sign_in_every", "-720h"), []string{"sign_in_every"}},
+
+		{"refresh_token_keys without an id", refreshTokenKeys(base64.StdEncoding.EncodeToString(key32)),
+			[]string{"refresh_token_keys:", "want id:base64key"}},
+		{"refresh_token_keys with an empty id", refreshTokenKeys(":" + base64.StdEncoding.EncodeToString(key32)),
+			[]string{"refresh_token_keys:", "want id:base64key"}},
+		{"refresh_token_keys with a 16-byte key", refreshTokenKeys("k1:" + base64.StdEncoding.EncodeToString(key32[:16])),
+			[]string{"refresh_token_keys:", `key "k1" must be 32 bytes`}},
+		{"refresh_token_keys with a 33-byte key", refreshTokenKeys("k1:" + base64.StdEncoding.EncodeToString(append(key32, 0))),
+			[]string{"refresh_token_keys:", `key "k1" must be 32 bytes`}},
+		{"refresh_token_keys second key bad", refreshTokenKeys("k1:" + base64.StdEncoding.EncodeToString(key32) + ",k0:c2hvcnQ="),
+			[]string{"refresh_token_keys:", `key "k0" must be 32 bytes`}},
+		{"refresh_token_keys not base64", refreshTokenKeys("k1:not*base64"),
+			[]string{"refresh_token_keys:", `key "k1" must be 32 bytes`}},
+		{"refresh_token_keys duplicate id", refreshTokenKeys("k1:" + base64.StdEncoding.EncodeToString(key32) + ",k1:" + base64.StdEncoding.EncodeToString(key32)),
+			[]string{"refresh_token_keys:", `duplicate key id "k1"`}},
+		{"refresh_token_keys without keys", refreshTokenKeys(", ,"),
+			[]string{"refresh_token_keys:", "no keys"}},
+
+		{"require_claims without values", func(h map[string]any) {
+			h["oidc"].(map[string]any)["require_claims"] = []any{map[string]any{"claim": "groups", "values": []string{}}}
+		}, []string{"require_claims: a claim name and at least one value are needed"}},
+		{"require_claims without a values list", func(h map[string]any) {
+			h["oidc"].(map[string]any)["require_claims"] = []any{
+				map[string]any{"claim": "hd", "values": []string{"example.com"}},
+				map[string]any{"claim": "groups"},
+			}
+		}, []string{"require_claims: a claim name and at least one value are needed"}},
+		{"require_claims without a claim name", func(h map[string]any) {
+			h["oidc"].(map[string]any)["require_claims"] = []any{map[string]any{"values": []string{"mdm-users"}}}
+		}, []string{"require_claims: a claim name and at least one value are needed"}},
 
 		{"oidc without issuer", func(h map[string]any) { delete(h["oidc"].(map[string]any), "issuer") },
 			[]string{"oidc:", "issuer and client_id are required"}},

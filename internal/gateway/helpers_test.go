@@ -52,6 +52,9 @@ const (
 // signKey is the fixed HMAC key of the test Signer.
 var signKey = []byte("0123456789abcdef0123456789abcdef")
 
+// rotationKey is the fixed refresh-token rotation key of the OAuth 2 tests.
+var rotationKey = []byte("fedcba9876543210fedcba9876543210")
+
 // env is a Gateway on a fresh Badger store with a controllable clock.
 type env struct {
 	tb     testing.TB
@@ -62,11 +65,15 @@ type env struct {
 	signer signin.Signer
 	gw     *gateway.Gateway
 	logs   *observer.ObservedLogs
+	// oauth issues the apple-oauth2 codes and tokens; nil unless the
+	// configuration has OAuth2.
+	oauth *token.OAuth
 }
 
 // newEnv builds the gateway of the package's tests: domains example.com,
 // Mac → adde, protect /mdm/ad, the example template. edit may change the
-// configuration before gateway.New.
+// configuration before gateway.New; when it sets OAuth2, the sign-in serves
+// apple-oauth2 with the same client id and redirect URL.
 func newEnv(tb testing.TB, edit ...func(*gateway.Config)) *env {
 	tb.Helper()
 	clock := storetest.NewClock(epoch)
@@ -103,11 +110,16 @@ func newEnv(tb testing.TB, edit ...func(*gateway.Config)) *env {
 	for _, f := range edit {
 		f(&cfg)
 	}
+	var oauth *token.OAuth
+	if cfg.OAuth2 != nil {
+		oauth = &token.OAuth{M: tokens, Key: rotationKey}
+		web.OAuth2 = &signin.OAuth2{ClientID: cfg.OAuth2.ClientID, RedirectURL: cfg.OAuth2.RedirectURL, Tokens: oauth}
+	}
 	gw, err := gateway.New(cfg, gateway.Deps{Web: web, Tokens: tokens, Store: s, Signer: signer, Log: log, Now: clock.Now})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &env{tb: tb, ctx: context.Background(), clock: clock, store: s, tokens: tokens, signer: signer, gw: gw, logs: logs}
+	return &env{tb: tb, ctx: context.Background(), clock: clock, store: s, tokens: tokens, signer: signer, gw: gw, logs: logs, oauth: oauth}
 }
 
 // loadTemplate parses the example enrollment profile of the repository.
