@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -81,8 +83,32 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "enrollment_profile":
-			if !d.AllArgs(&h.EnrollmentProfile) {
+			if !d.NextArg() {
 				return d.ArgErr()
+			}
+			h.EnrollmentProfile = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				if h.ProfileSigning == nil {
+					h.ProfileSigning = new(ProfileSigning)
+				}
+				switch d.Val() {
+				case "sign_cert":
+					if !d.AllArgs(&h.ProfileSigning.CertFile) {
+						return d.ArgErr()
+					}
+				case "sign_key":
+					if !d.AllArgs(&h.ProfileSigning.KeyFile) {
+						return d.ArgErr()
+					}
+				default:
+					return d.Errf("unknown enrollment_profile option %q (want sign_cert, sign_key)", d.Val())
+				}
+			}
+			if ps := h.ProfileSigning; ps != nil && (ps.CertFile == "" || ps.KeyFile == "") {
+				return d.Err("enrollment_profile: sign_cert and sign_key go together")
 			}
 		case "access_token_ttl", "reauth_max_age":
 			name := d.Val()
@@ -124,6 +150,38 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.MaxEnrollBody = int64(n)
 			} else {
 				h.MaxMDMBody = int64(n)
+			}
+		case "enrollment_profiles":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				name := d.Val()
+				var path string
+				if !d.AllArgs(&path) {
+					return d.ArgErr()
+				}
+				if h.EnrollmentProfiles == nil {
+					h.EnrollmentProfiles = map[string]string{}
+				}
+				if _, dup := h.EnrollmentProfiles[name]; dup {
+					return d.Errf("enrollment_profiles: %q given twice", name)
+				}
+				h.EnrollmentProfiles[name] = path
+			}
+		case "policy":
+			if h.Policy == nil {
+				h.Policy = new(Policy)
+			}
+			if err := h.Policy.unmarshal(d); err != nil {
+				return err
+			}
+		case "esso":
+			if h.ESSO == nil {
+				h.ESSO = new(ESSO)
+			}
+			if err := h.ESSO.unmarshal(d); err != nil {
+				return err
 			}
 		case "sign_in":
 			if !d.AllArgs(&h.SignIn) {
@@ -183,6 +241,10 @@ func (o *OIDC) unmarshal(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			o.AllowUnverifiedEmail = true
+		case "managed_apple_id_template":
+			if !d.AllArgs(&o.ManagedAppleIDTemplate) {
+				return d.ArgErr()
+			}
 		case "auth_param":
 			var k, v string
 			if !d.AllArgs(&k, &v) {
@@ -216,6 +278,67 @@ func (o *OIDC) unmarshal(d *caddyfile.Dispenser) error {
 			}
 		default:
 			return d.Errf("unknown oidc option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// unmarshal parses
+//
+//	esso {
+//		itunes_store_id       <App Store id>
+//		associated_domains    authsrv:login.example.com ...
+//		direct_downloads
+//		configuration_profile <file>
+//		declarations          <file> ...
+//		app_ids               TEAMID.bundle.id ...    # test mode only
+//		test_mode
+//	}
+func (e *ESSO) unmarshal(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		switch name {
+		case "itunes_store_id":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 {
+				return d.Errf("itunes_store_id: want a positive integer, got %q", v)
+			}
+			e.ITunesStoreID = n
+		case "associated_domains", "declarations", "app_ids":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			switch name {
+			case "associated_domains":
+				e.AssociatedDomains = append(e.AssociatedDomains, args...)
+			case "declarations":
+				e.Declarations = append(e.Declarations, args...)
+			default:
+				e.AppIDs = append(e.AppIDs, args...)
+			}
+		case "configuration_profile":
+			if !d.AllArgs(&e.ConfigurationProfile) {
+				return d.ArgErr()
+			}
+		case "direct_downloads", "test_mode":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if name == "test_mode" {
+				e.TestMode = true
+			} else {
+				e.DirectDownloads = true
+			}
+		default:
+			return d.Errf("unknown esso option %q", name)
 		}
 	}
 	return nil
@@ -264,37 +387,144 @@ func (o *OAuth2) unmarshal(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// unmarshal parses
+//
+//	policy {
+//		rule [name] {
+//			domains         example.com ...
+//			families        Mac RealityDevice
+//			claim           groups mdm-adde ...
+//			mode            byod|adde
+//			profile         <name from enrollment_profiles>
+//			required_app_id <App Store id>
+//			max_devices     <n>
+//			deny            ["message shown to the user"]
+//		}
+//	}
+func (p *Policy) unmarshal(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() != "rule" {
+			return d.Errf("unknown policy option %q (want rule)", d.Val())
+		}
+		var r PolicyRule
+		if d.NextArg() {
+			r.Name = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		}
+		for n2 := d.Nesting(); d.NextBlock(n2); {
+			name := d.Val()
+			switch name {
+			case "domains", "families":
+				args := d.RemainingArgs()
+				if len(args) == 0 {
+					return d.ArgErr()
+				}
+				if name == "domains" {
+					r.Domains = append(r.Domains, args...)
+				} else {
+					r.Families = append(r.Families, args...)
+				}
+			case "claim":
+				args := d.RemainingArgs()
+				if len(args) < 2 {
+					return d.ArgErr()
+				}
+				r.Claims = append(r.Claims, RequireClaim{Claim: args[0], Values: args[1:]})
+			case "mode", "profile":
+				var v string
+				if !d.AllArgs(&v) {
+					return d.ArgErr()
+				}
+				if name == "mode" {
+					r.Mode = v
+				} else {
+					r.Profile = v
+				}
+			case "required_app_id", "max_devices":
+				var v string
+				if !d.AllArgs(&v) {
+					return d.ArgErr()
+				}
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || n <= 0 {
+					return d.Errf("%s: want a positive integer, got %q", name, v)
+				}
+				if name == "required_app_id" {
+					r.RequiredAppID = n
+				} else {
+					r.MaxDevices = int(n)
+				}
+			case "deny":
+				r.Deny = true
+				if d.NextArg() {
+					r.Message = d.Val()
+					if d.NextArg() {
+						return d.ArgErr()
+					}
+				}
+			default:
+				return d.Errf("unknown policy rule option %q", name)
+			}
+		}
+		p.Rules = append(p.Rules, r)
+	}
+	return nil
+}
+
 func (c *Discovery) unmarshal(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
-		case "domains":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			c.Domains = append(c.Domains, args...)
-		case "mode":
-			args := d.RemainingArgs()
-			switch len(args) {
-			case 0:
-				return d.ArgErr()
-			case 1:
-				c.Mode = args[0]
-			default:
-				if c.ModelModes == nil {
-					c.ModelModes = map[string]string{}
-				}
-				mode := args[len(args)-1]
-				for _, fam := range args[:len(args)-1] {
-					c.ModelModes[fam] = mode
-				}
-			}
-		default:
-			return d.Errf("unknown discovery option %q", d.Val())
+		if err := c.option(d); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// option parses one discovery option: domains, mode or unknown.
+func (c *Discovery) option(d *caddyfile.Dispenser) error {
+	switch d.Val() {
+	case "domains":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.ArgErr()
+		}
+		c.Domains = append(c.Domains, args...)
+	case "mode":
+		args := d.RemainingArgs()
+		switch len(args) {
+		case 0:
+			return d.ArgErr()
+		case 1:
+			c.Mode = args[0]
+		default:
+			if c.ModelModes == nil {
+				c.ModelModes = map[string]string{}
+			}
+			mode := args[len(args)-1]
+			for _, fam := range args[:len(args)-1] {
+				c.ModelModes[fam] = mode
+			}
+		}
+	case "unknown":
+		args := d.RemainingArgs()
+		switch {
+		case len(args) == 1 && (args[0] == "403" || args[0] == "404"):
+			c.Unknown = args[0]
+		case len(args) == 2 && args[0] == "403":
+			c.Unknown, c.UnknownMessage = args[0], args[1]
+		default:
+			return d.Errf("unknown: want 403 [\"message\"] or 404")
+		}
+	default:
+		return d.Errf("unknown discovery option %q", d.Val())
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -12,7 +13,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mdmauth/mdmauth/internal/apple"
+	"github.com/mdmauth/mdmauth/internal/esso"
 	"github.com/mdmauth/mdmauth/internal/gateway"
+	"github.com/mdmauth/mdmauth/internal/policy"
 	"github.com/mdmauth/mdmauth/internal/profile"
 	"github.com/mdmauth/mdmauth/internal/signin"
 	"github.com/mdmauth/mdmauth/internal/store"
@@ -64,6 +67,17 @@ type Handler struct {
 	MaxEnrollBody int64 `json:"max_enroll_body,omitempty"`
 	// MaxMDMBody limits protected MDM request bodies (default 8 MiB).
 	MaxMDMBody int64 `json:"max_mdm_body,omitempty"`
+	// ESSO offers Enrollment SSO (iOS/iPadOS 16+, visionOS 2+).
+	ESSO *ESSO `json:"esso,omitempty"`
+	// ProfileSigning, when set, signs every served profile with this
+	// certificate (chain: leaf first, then intermediates) and key.
+	ProfileSigning *ProfileSigning `json:"profile_signing,omitempty"`
+	// EnrollmentProfiles are named templates that policy rules may choose
+	// (name → file).
+	EnrollmentProfiles map[string]string `json:"enrollment_profiles,omitempty"`
+	// Policy decides who may enroll how. Without it, every user of the
+	// discovery domains may enroll in the discovery modes.
+	Policy *Policy `json:"policy,omitempty"`
 	// SignIn is the sign-in method devices are challenged with: web
 	// (apple-as-web, the default) or oauth2 (apple-oauth2, with silent
 	// refresh).
@@ -72,6 +86,65 @@ type Handler struct {
 	OAuth2 *OAuth2 `json:"oauth2,omitempty"`
 
 	gw *gateway.Gateway
+}
+
+// ESSO configures Enrollment SSO: the enrollment 401 carries
+// X-Apple-MDM-ESSO (X-Apple-MDM-ESSO-Developer in test mode) pointing at the
+// EnrollmentSSODocument built from these settings and validated at load.
+type ESSO struct {
+	// ITunesStoreID is the App Store id of the app with the SSO extension.
+	ITunesStoreID int64 `json:"itunes_store_id,omitempty"`
+	// AssociatedDomains for the app, e.g. authsrv:login.example.com.
+	AssociatedDomains []string `json:"associated_domains,omitempty"`
+	// DirectDownloads sets AssociatedDomainsEnableDirectDownloads.
+	DirectDownloads bool `json:"direct_downloads,omitempty"`
+	// ConfigurationProfile is a .mobileconfig holding only
+	// com.apple.extensiblesso and certificate payloads.
+	ConfigurationProfile string `json:"configuration_profile,omitempty"`
+	// Declarations are JSON declaration files (iOS 18.4+). The MDM must
+	// serve the same declarations in its first declarative management sync.
+	Declarations []string `json:"declarations,omitempty"`
+	// AppIDs (TEAMID.bundle.id) are for test mode only.
+	AppIDs []string `json:"app_ids,omitempty"`
+	// TestMode is for test devices with Developer > Enrollment SSO on.
+	TestMode bool `json:"test_mode,omitempty"`
+}
+
+// ProfileSigning names the PEM files of the profile signing identity.
+type ProfileSigning struct {
+	CertFile string `json:"cert_file"`
+	KeyFile  string `json:"key_file"`
+}
+
+// Policy is an ordered list of rules; the first that matches decides. A
+// request no rule matches is refused.
+type Policy struct {
+	Rules []PolicyRule `json:"rules"`
+}
+
+// PolicyRule matches on the typed identifier's domain, the model family
+// and (after sign-in) claims; discovery sees only domain and family, and
+// the sign-in re-checks the rule with the claims.
+type PolicyRule struct {
+	// Name shows in logs and on refusal pages. Default: "rule N".
+	Name string `json:"name,omitempty"`
+	// Domains and Families to match; empty matches any.
+	Domains  []string `json:"domains,omitempty"`
+	Families []string `json:"families,omitempty"`
+	// Claims must all hold: a claim equals (or, for a list such as groups,
+	// contains) one of the values.
+	Claims []RequireClaim `json:"claims,omitempty"`
+	// Deny refuses, with Message shown to the user.
+	Deny    bool   `json:"deny,omitempty"`
+	Message string `json:"message,omitempty"`
+	// Mode (byod or adde) overrides the discovery modes.
+	Mode string `json:"mode,omitempty"`
+	// Profile names one of EnrollmentProfiles.
+	Profile string `json:"profile,omitempty"`
+	// RequiredAppID sets RequiredAppIDForMDM (an App Store id).
+	RequiredAppID int64 `json:"required_app_id,omitempty"`
+	// MaxDevices bounds the enrollments a user may have (0: no limit).
+	MaxDevices int `json:"max_devices,omitempty"`
 }
 
 // OAuth2 configures the apple-oauth2 method: the gateway is the device's
@@ -111,6 +184,9 @@ type OIDC struct {
 	// ManagedAppleIDClaim names the claim holding the Managed Apple ID.
 	// Default: email.
 	ManagedAppleIDClaim string `json:"managed_apple_id_claim,omitempty"`
+	// ManagedAppleIDTemplate builds the Managed Apple ID from claims
+	// instead, e.g. "{claim.preferred_username}@appleid.example.com".
+	ManagedAppleIDTemplate string `json:"managed_apple_id_template,omitempty"`
 	// AllowUnverifiedEmail accepts an email claim without email_verified.
 	AllowUnverifiedEmail bool `json:"allow_unverified_email,omitempty"`
 	// AuthParams are extra authorization request parameters, for provider
@@ -149,6 +225,77 @@ type Discovery struct {
 	// ModelModes maps a model-family (iPhone, iPad, Mac, RealityDevice) to
 	// its mode.
 	ModelModes map[string]string `json:"model_modes,omitempty"`
+	// Unknown is how unknown users and domains are answered: "403" (the
+	// default: com.apple.well-known.failed, with UnknownMessage if set) or
+	// "404" (iOS 18.2+ then asks Apple Business Manager).
+	Unknown        string `json:"unknown,omitempty"`
+	UnknownMessage string `json:"unknown_message,omitempty"`
+}
+
+// modes validates the discovery modes.
+func (c *Discovery) modes() (apple.Mode, map[string]apple.Mode, error) {
+	def := apple.ModeBYOD
+	if c.Mode != "" {
+		m, err := apple.ParseMode(c.Mode)
+		if err != nil {
+			return "", nil, fmt.Errorf("discovery mode: %v", err)
+		}
+		def = m
+	}
+	fm := map[string]apple.Mode{}
+	for fam, m := range c.ModelModes {
+		mode, err := apple.ParseMode(m)
+		if err != nil {
+			return "", nil, fmt.Errorf("discovery mode for %s: %v", fam, err)
+		}
+		if !apple.SupportsAccountDrivenEnrollment(fam) {
+			return "", nil, fmt.Errorf("discovery mode: model family %q cannot enroll account-driven", fam)
+		}
+		switch fam {
+		case "iPhone", "iPad", "Mac", "RealityDevice":
+		default:
+			return "", nil, fmt.Errorf("discovery mode: unknown model family %q (want iPhone, iPad, Mac or RealityDevice)", fam)
+		}
+		fm[fam] = mode
+	}
+	switch c.Unknown {
+	case "", "403", "404":
+	default:
+		return "", nil, fmt.Errorf("discovery unknown: want 403 or 404, got %q", c.Unknown)
+	}
+	if c.Unknown == "404" && c.UnknownMessage != "" {
+		return "", nil, fmt.Errorf("discovery unknown: a message goes with 403 only")
+	}
+	return def, fm, nil
+}
+
+// buildPolicy turns the configured rules (or, without any, the discovery
+// domains) into the policy in force.
+func buildPolicy(p *Policy, disc *Discovery, def apple.Mode, fm map[string]apple.Mode) (*policy.Policy, error) {
+	pol := &policy.Policy{Modes: policy.Modes{Default: string(def), ByFamily: map[string]string{}}}
+	for fam, m := range fm {
+		pol.Modes.ByFamily[fam] = string(m)
+	}
+	if p == nil {
+		if len(disc.Domains) == 0 {
+			return nil, fmt.Errorf("discovery needs at least one domain (or a policy)")
+		}
+		pol.Rules = []policy.Rule{{Name: "domains", Domains: append([]string(nil), disc.Domains...)}}
+		return pol, nil
+	}
+	if len(p.Rules) == 0 {
+		return nil, fmt.Errorf("policy: at least one rule is needed")
+	}
+	for _, r := range p.Rules {
+		pr := policy.Rule{Name: r.Name, Domains: append([]string(nil), r.Domains...), Families: r.Families,
+			Deny: r.Deny, Message: r.Message, Mode: r.Mode, Profile: r.Profile,
+			RequiredAppID: r.RequiredAppID, MaxDevices: r.MaxDevices}
+		for _, c := range r.Claims {
+			pr.Claims = append(pr.Claims, policy.ClaimMatch{Claim: c.Claim, Values: c.Values})
+		}
+		pol.Rules = append(pol.Rules, pr)
+	}
+	return pol, nil
 }
 
 // CaddyModule returns the Caddy module information.
@@ -186,39 +333,60 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		cfg.PublicURL = u
 	}
-	if h.Discovery.Mode != "" {
-		if cfg.DefaultMode, err = apple.ParseMode(h.Discovery.Mode); err != nil {
-			return fmt.Errorf("discovery mode: %v", err)
-		}
+	if cfg.DefaultMode, cfg.FamilyModes, err = h.Discovery.modes(); err != nil {
+		return err
 	}
-	for fam, m := range h.Discovery.ModelModes {
-		mode, err := apple.ParseMode(m)
-		if err != nil {
-			return fmt.Errorf("discovery mode for %s: %v", fam, err)
-		}
-		if !apple.SupportsAccountDrivenEnrollment(fam) {
-			return fmt.Errorf("discovery mode: model family %q cannot enroll account-driven", fam)
-		}
-		switch fam {
-		case "iPhone", "iPad", "Mac", "RealityDevice":
-		default:
-			return fmt.Errorf("discovery mode: unknown model family %q (want iPhone, iPad, Mac or RealityDevice)", fam)
-		}
-		cfg.FamilyModes[fam] = mode
-	}
+	cfg.DiscoveryNotFound = h.Discovery.Unknown == "404"
+	cfg.DiscoveryUnknownMessage = h.Discovery.UnknownMessage
 	path := expand(h.EnrollmentProfile)
 	if path == "" {
 		return fmt.Errorf("enrollment_profile is required")
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("enrollment_profile: %v", err)
+	if cfg.Template, err = loadTemplate("enrollment_profile", path, log); err != nil {
+		return err
 	}
-	if cfg.Template, err = profile.ParseTemplate(data); err != nil {
-		return fmt.Errorf("enrollment_profile %s: %v", path, err)
+	if e := h.ESSO; e != nil {
+		ec := esso.Config{ITunesStoreID: e.ITunesStoreID, AssociatedDomains: e.AssociatedDomains,
+			DirectDownloads: e.DirectDownloads, AppIDs: e.AppIDs, TestMode: e.TestMode}
+		if e.ConfigurationProfile != "" {
+			if ec.ConfigurationProfile, err = os.ReadFile(expand(e.ConfigurationProfile)); err != nil {
+				return fmt.Errorf("esso configuration_profile: %v", err)
+			}
+		}
+		for _, f := range e.Declarations {
+			b, err := os.ReadFile(expand(f))
+			if err != nil {
+				return fmt.Errorf("esso declarations: %v", err)
+			}
+			ec.Declarations = append(ec.Declarations, b)
+		}
+		doc, err := esso.Build(ec)
+		if err != nil {
+			return err
+		}
+		cfg.ESSO = &gateway.ESSO{Header: esso.HeaderName(e.TestMode), Document: doc}
 	}
-	if cfg.Template.HasStaticSCEPChallenge() {
-		log.Warn("the enrollment profile carries a static SCEP challenge: every signed-in user receives it", zap.String("file", path))
+	if ps := h.ProfileSigning; ps != nil {
+		certPEM, err1 := os.ReadFile(expand(ps.CertFile))
+		keyPEM, err2 := os.ReadFile(expand(ps.KeyFile))
+		if err := errors.Join(err1, err2); err != nil {
+			return fmt.Errorf("profile signing: %v", err)
+		}
+		if cfg.Signer, err = profile.NewSigner(certPEM, keyPEM); err != nil {
+			return err
+		}
+	}
+	cfg.Templates = map[string]*profile.Template{}
+	for name, p := range h.EnrollmentProfiles {
+		if name == "" {
+			return fmt.Errorf("enrollment_profiles: empty name")
+		}
+		if cfg.Templates[name], err = loadTemplate("enrollment_profiles "+name, expand(p), log); err != nil {
+			return err
+		}
+	}
+	if cfg.Policy, err = buildPolicy(h.Policy, &h.Discovery, cfg.DefaultMode, cfg.FamilyModes); err != nil {
+		return err
 	}
 
 	oauthMode := false
@@ -273,6 +441,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		RP: rp, Tokens: tokens, Store: st, Signer: signer,
 		Claims: signin.Claims{
 			ManagedAppleID:         h.OIDC.ManagedAppleIDClaim,
+			Template:               h.OIDC.ManagedAppleIDTemplate,
 			RequireEmailVerified:   !h.OIDC.AllowUnverifiedEmail,
 			RequireIdentifierMatch: h.RequireIdentifierMatch,
 		},
@@ -293,10 +462,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			web.OAuth2.Tokens.Revalidate = web.Revalidator()
 		}
 	}
+	if t := h.OIDC.ManagedAppleIDTemplate; t != "" {
+		if h.OIDC.ManagedAppleIDClaim != "" {
+			return fmt.Errorf("oidc: set managed_apple_id_claim or managed_apple_id_template, not both")
+		}
+		if err := signin.ValidateTemplate(t); err != nil {
+			return fmt.Errorf("oidc: %v", err)
+		}
+	}
 	h.gw, err = gateway.New(cfg, gateway.Deps{Web: web, Tokens: tokens, Store: st, Signer: signer, Log: log})
 	if err != nil {
 		return err
 	}
+	web.Policy = h.gw.Policy()
 	h.gw.OriginalPath = originalPath
 	h.gw.SkipAccessLog = func(r *http.Request) { caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true) }
 	return nil
@@ -363,6 +541,23 @@ func (h *Handler) provisionOAuth2(ctx caddy.Context, st store.Store, tokens *tok
 		}
 	}
 	return ch, so, nil
+}
+
+// loadTemplate reads and checks a template; label names the option in
+// errors.
+func loadTemplate(label, path string, log *zap.Logger) (*profile.Template, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", label, err)
+	}
+	t, err := profile.ParseTemplate(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %v", label, path, err)
+	}
+	if t.HasStaticSCEPChallenge() {
+		log.Warn("the enrollment profile carries a static SCEP challenge: every signed-in user receives it", zap.String("file", path))
+	}
+	return t, nil
 }
 
 func contains(list []string, s string) bool {

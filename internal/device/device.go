@@ -2,6 +2,7 @@ package device
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -58,10 +59,19 @@ type Config struct {
 	// Rand is the source of randomness for enrollment identifiers, push
 	// tokens and OAuth state. nil means crypto/rand.
 	Rand io.Reader
+	// ProfileRoots, when set, requires the enrollment profile to be
+	// CMS-signed by a certificate that chains to these roots (through the
+	// certificates in the signature), as a device shows a profile
+	// "Verified".
+	ProfileRoots *x509.CertPool
 	// InsecureHTTP lets the device use plain http:// URLs (a lab NanoMDM
 	// without TLS). A real device requires https everywhere; leave it off
 	// when checking a server.
 	InsecureHTTP bool
+	// DeveloperESSO is Settings > Developer > Enrollment SSO on a test
+	// device: the device then follows X-Apple-MDM-ESSO-Developer (whose
+	// document must carry AppIDs) in preference to X-Apple-MDM-ESSO.
+	DeveloperESSO bool
 }
 
 // Channel is an MDM channel: the device channel, or (on a Mac) the user
@@ -114,6 +124,7 @@ type Device struct {
 	pushMagic string
 	token     string
 	oauth     *oauthState
+	esso      *ESSODocument
 	prompts   int
 	refreshes int
 }

@@ -40,6 +40,13 @@
 //     lower-case parameter names, quoted values without '"' or '\', ", "
 //     separators, no unknown parameter (redirect-uri is named), and the
 //     parameters of apple-as-web or apple-oauth2;
+//   - Enrollment SSO, on that 401 only: X-Apple-MDM-ESSO (or, with
+//     Config.DeveloperESSO, X-Apple-MDM-ESSO-Developer) must never reach a
+//     Mac; it names one https URL, fetched with DeviceManagementClient/1.0
+//     and no Authorization, answered 200 application/json with an
+//     EnrollmentSSODocument of the documented keys and types (see
+//     ParseESSODocument; Device.ESSO returns it); the sign-in then runs
+//     unchanged;
 //   - the sign-in: the challenge url opened with its query replaced by
 //     ?user-identifier=…; the final redirect to
 //     apple-remotemanagement-user-login: must be a 308 (FormBrowser) and

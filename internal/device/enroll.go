@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/micromdm/plist"
+	"github.com/smallstep/pkcs7"
 )
 
 // enrollRequestContentType is what current devices send on the enrollment POST.
@@ -40,11 +41,12 @@ func (d *Device) EnrollmentRequest() ([]byte, error) {
 
 // Enroll runs account-driven enrollment: discovery; the first enrollment
 // POST, which must be answered 401 with exactly one valid challenge (403
-// JSON is a *RefusedError); the sign-in through the Browser; the second
-// POST with the bearer token, which must be answered 200 with an
-// application/x-apple-aspen-config profile (401 there means "account
-// invalidated": ErrAccountInvalidated); the profile checks; then it
-// installs the profile and generates the enrollment identifiers.
+// JSON is a *RefusedError); the Enrollment SSO document when that 401 names
+// one (see ParseESSODocument; never for a Mac); the sign-in through the
+// Browser; the second POST with the bearer token, which must be answered
+// 200 with an application/x-apple-aspen-config profile (401 there means
+// "account invalidated": ErrAccountInvalidated); the profile checks; then
+// it installs the profile and generates the enrollment identifiers.
 func (d *Device) Enroll(ctx context.Context) (*Profile, error) {
 	version, baseURL, err := d.Discover(ctx)
 	if err != nil {
@@ -74,10 +76,16 @@ func (d *Device) Enroll(ctx context.Context) (*Profile, error) {
 	if err != nil {
 		return nil, err
 	}
-	if esso := resp.Header.Get("X-Apple-MDM-ESSO"); esso != "" {
-		d.log(StepEnroll, "note: X-Apple-MDM-ESSO present; Enrollment SSO is not emulated, using %s", ch.Method)
-	}
 	d.log(StepChallenge, "401 Bearer method=%s", ch.Method)
+	// Enrollment SSO: the device fetches and installs the SSO app's
+	// settings first; the SSO app then answers the same challenge.
+	esso, err := d.enrollmentSSO(ctx, resp.Header)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.esso = esso
+	d.mu.Unlock()
 	token, err := d.signIn(ctx, ch)
 	if err != nil {
 		return nil, err
@@ -105,6 +113,19 @@ func (d *Device) Enroll(ctx context.Context) (*Profile, error) {
 	p, err := parseProfile(respBody, version, d.cfg.InsecureHTTP)
 	if err != nil {
 		return nil, err
+	}
+	if roots := d.cfg.ProfileRoots; roots != nil {
+		if !p.Signed {
+			return nil, deviation(StepProfile, "profile is not signed, but a signed profile is expected")
+		}
+		p7, err := pkcs7.Parse(respBody)
+		if err == nil {
+			err = p7.VerifyWithChain(roots)
+		}
+		if err != nil {
+			return nil, &ProtocolError{Step: StepProfile, Reason: "the profile's signer does not chain to the expected roots", Err: err}
+		}
+		d.log(StepProfile, "signature verified to the expected roots")
 	}
 	d.log(StepProfile, "EnrollmentMode %s, AssignedManagedAppleID %s, ServerURL %s, signed %t",
 		p.EnrollmentMode, p.AssignedManagedAppleID, p.ServerURL, p.Signed)

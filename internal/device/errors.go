@@ -12,6 +12,7 @@ const (
 	StepDiscovery = "discovery"
 	StepEnroll    = "enroll"
 	StepChallenge = "challenge"
+	StepESSO      = "esso"
 	StepSignIn    = "sign-in"
 	StepCallback  = "callback"
 	StepToken     = "token"

@@ -67,6 +67,9 @@ func (d *Device) sendMDM(ctx context.Context, r mdmRequest) ([]byte, error) {
 		if r.checkOut {
 			return nil, deviation(r.step, "CheckOut answered 401: the device cannot handle a 401 on CheckOut; accept it even with an expired token")
 		}
+		if resp.Header.Get(ESSOHeader) != "" || resp.Header.Get(ESSODeveloperHeader) != "" {
+			d.log(r.step, "note: Enrollment SSO header on an MDM 401 ignored (it belongs on the enrollment 401 only)")
+		}
 		ch, err := ParseChallenge(resp.Header)
 		if err != nil {
 			var pe *ProtocolError

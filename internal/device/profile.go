@@ -57,7 +57,7 @@ func ParseProfile(body []byte, version string) (*Profile, error) {
 }
 
 func parseProfile(body []byte, version string, allowHTTP bool) (*Profile, error) {
-	content, signed, err := profileContent(body)
+	content, signed, err := profileContent(StepProfile, "profile", body)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +65,7 @@ func parseProfile(body []byte, version string, allowHTTP bool) (*Profile, error)
 	if err := plist.NewXMLDecoder(bytes.NewReader(content)).Decode(&top); err != nil {
 		return nil, &ProtocolError{Step: StepProfile, Reason: "profile is not a valid XML property list dictionary", Err: err}
 	}
-	if err := checkPayloadHeader(top, "profile"); err != nil {
+	if err := checkPayloadHeader(StepProfile, top, "profile"); err != nil {
 		return nil, err
 	}
 	if t := top["PayloadType"]; t != "Configuration" {
@@ -82,7 +82,7 @@ func parseProfile(body []byte, version string, allowHTTP bool) (*Profile, error)
 		if !ok {
 			return nil, deviation(StepProfile, "PayloadContent[%d] is not a dictionary", i)
 		}
-		if err := checkPayloadHeader(p, fmt.Sprintf("PayloadContent[%d]", i)); err != nil {
+		if err := checkPayloadHeader(StepProfile, p, fmt.Sprintf("PayloadContent[%d]", i)); err != nil {
 			return nil, err
 		}
 		typ, _ := p["PayloadType"].(string)
@@ -113,45 +113,46 @@ func parseProfile(body []byte, version string, allowHTTP bool) (*Profile, error)
 }
 
 // profileContent unwraps a CMS-signed profile (verifying the signature, not
-// the chain) or returns an XML plist as is.
-func profileContent(body []byte) ([]byte, bool, error) {
+// the chain) or returns an XML plist as is. what names the profile in
+// errors.
+func profileContent(step, what string, body []byte) ([]byte, bool, error) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n\ufeff")
 	switch {
 	case len(trimmed) == 0:
-		return nil, false, deviation(StepProfile, "empty profile")
+		return nil, false, deviation(step, "empty %s", what)
 	case bytes.HasPrefix(trimmed, []byte("bplist")):
-		return nil, false, deviation(StepProfile, "binary property list profile (send XML, optionally CMS-signed)")
+		return nil, false, deviation(step, "binary property list %s (send XML, optionally CMS-signed)", what)
 	case trimmed[0] == '<':
 		return body, false, nil
 	case body[0] == 0x30:
 		p7, err := pkcs7.Parse(body)
 		if err != nil {
-			return nil, false, &ProtocolError{Step: StepProfile, Reason: "profile is neither XML nor CMS SignedData", Err: err}
+			return nil, false, &ProtocolError{Step: step, Reason: what + " is neither XML nor CMS SignedData", Err: err}
 		}
 		if err := p7.Verify(); err != nil {
-			return nil, false, &ProtocolError{Step: StepProfile, Reason: "signed profile's signature does not verify", Err: err}
+			return nil, false, &ProtocolError{Step: step, Reason: "signed " + what + "'s signature does not verify", Err: err}
 		}
 		if len(p7.Content) == 0 {
-			return nil, false, deviation(StepProfile, "signed profile has no attached content")
+			return nil, false, deviation(step, "signed %s has no attached content", what)
 		}
 		c := bytes.TrimLeft(p7.Content, " \t\r\n\ufeff")
 		if len(c) == 0 || c[0] != '<' {
-			return nil, false, deviation(StepProfile, "signed profile content is not an XML property list")
+			return nil, false, deviation(step, "signed %s content is not an XML property list", what)
 		}
 		return p7.Content, true, nil
 	}
-	return nil, false, deviation(StepProfile, "profile is neither an XML property list nor CMS SignedData")
+	return nil, false, deviation(step, "%s is neither an XML property list nor CMS SignedData", what)
 }
 
 // checkPayloadHeader requires the four standard payload keys.
-func checkPayloadHeader(p map[string]any, where string) error {
+func checkPayloadHeader(step string, p map[string]any, where string) error {
 	for _, k := range []string{"PayloadType", "PayloadIdentifier", "PayloadUUID"} {
 		if s, ok := p[k].(string); !ok || s == "" {
-			return deviation(StepProfile, "%s has no string %s", where, k)
+			return deviation(step, "%s has no string %s", where, k)
 		}
 	}
 	if v, ok := plistInt(p["PayloadVersion"]); !ok || v != 1 {
-		return deviation(StepProfile, "%s PayloadVersion %v, want integer 1", where, p["PayloadVersion"])
+		return deviation(step, "%s PayloadVersion %v, want integer 1", where, p["PayloadVersion"])
 	}
 	return nil
 }

@@ -4,14 +4,43 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/mdmauth/mdmauth/internal/apple"
+	"github.com/mdmauth/mdmauth/internal/policy"
 )
 
-// discovery answers GET /.well-known/com.apple.remotemanagement.
-func (g *Gateway) discovery(w http.ResponseWriter, r *http.Request) {
+// Discovery answers GET /.well-known/com.apple.remotemanagement, on the MDM
+// host (inside the gateway) or on the organization's own website (the
+// mdm_discovery handler): either itself, from the policy, or by
+// redirecting to the MDM host with the query carried in Location (devices
+// do not copy it).
+type Discovery struct {
+	// Policy decides who is answered and in which mode (required when
+	// answering).
+	Policy *policy.Policy
+	// Domains, when set, are the only user-identifier domains answered.
+	Domains []string
+	// BaseURL returns the enrollment URL prefix for a request (scheme, host
+	// and the gateway's prefix); the mode is appended.
+	BaseURL func(*http.Request) string
+	// Redirect, when set, is the scheme://host[:port] of the MDM host that
+	// answers instead: requests of served domains are redirected there.
+	Redirect string
+	// NotFound answers unknown users and domains 404 instead of 403
+	// com.apple.well-known.failed, so that iOS 18.2+ asks Apple Business
+	// Manager instead.
+	NotFound bool
+	// UnknownMessage, when set, is the message of the 403 for unknown
+	// users and domains.
+	UnknownMessage string
+	Log            *zap.Logger
+}
+
+// ServeHTTP answers the discovery request.
+func (dc *Discovery) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !allow(w, r, http.MethodGet, http.MethodHead) {
 		return
 	}
@@ -24,45 +53,107 @@ func (g *Gateway) discovery(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &re) {
 			msg, reason = re.Message, re.Reason
 		}
-		g.refuseDiscovery(w, reason, msg, req)
+		dc.refuse(w, r, reason, msg, req, false)
 		return
 	}
-	if !g.domainAllowed(req.Domain) {
-		g.refuseDiscovery(w, "domain not served", "Accounts of "+req.Domain+" cannot enroll devices with this organization.", req)
+	if len(dc.Domains) > 0 && !contains(dc.Domains, req.Domain) {
+		dc.refuse(w, r, "domain not served", "Accounts of "+req.Domain+" cannot enroll devices with this organization.", req, true)
 		return
 	}
 	if req.ModelFamily != "" && !apple.SupportsAccountDrivenEnrollment(req.ModelFamily) {
-		g.refuseDiscovery(w, "model family cannot enroll account-driven", "This kind of device cannot be enrolled with an account.", req)
+		dc.refuse(w, r, "model family cannot enroll account-driven", "This kind of device cannot be enrolled with an account.", req, false)
 		return
 	}
-	mode := g.cfg.DefaultMode
-	if m, ok := g.cfg.FamilyModes[req.ModelFamily]; ok {
-		mode = m
+	if dc.Redirect != "" && dc.Policy == nil {
+		dc.redirect(w, r, req)
+		return
 	}
-	base := g.base(r) + g.cfg.Prefix + pathEnroll + string(mode)
+	rule, err := dc.Policy.Discovery(req.Domain, req.ModelFamily)
+	switch {
+	case err != nil:
+		dc.refuse(w, r, "no policy rule", "Accounts of "+req.Domain+" cannot enroll this device with this organization.", req, true)
+		return
+	case rule.Deny:
+		msg := rule.Message
+		if msg == "" {
+			msg = "Your organization does not allow enrolling this device."
+		}
+		dc.refuse(w, r, "denied by policy: "+rule.Name, msg, req, false)
+		return
+	}
+	if dc.Redirect != "" {
+		dc.redirect(w, r, req)
+		return
+	}
+	mode, err := apple.ParseMode(dc.Policy.Modes.Mode(rule, req.ModelFamily))
+	if err != nil {
+		dc.Log.Error("policy mode", zap.Error(err))
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	base := dc.BaseURL(r) + pathEnroll + string(mode)
 	if req.ModelFamily != "" {
 		base += "?model-family=" + url.QueryEscape(req.ModelFamily)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(apple.DiscoveryResponse(mode, base))
-	g.log.Info("discovery answered", zap.String("user_identifier", req.UserIdentifier),
-		zap.String("model_family", req.ModelFamily), zap.String("version", mode.Version()))
+	dc.Log.Info("discovery answered", zap.String("user_identifier", req.UserIdentifier),
+		zap.String("model_family", req.ModelFamily), zap.String("version", mode.Version()), zap.String("rule", rule.Name))
 }
 
-func (g *Gateway) domainAllowed(d string) bool {
-	for _, x := range g.cfg.Domains {
-		if x == d {
+// redirect sends the device to the MDM host, the query carried over.
+func (dc *Discovery) redirect(w http.ResponseWriter, r *http.Request, req apple.DiscoveryRequest) {
+	q := "user-identifier=" + escapeRFC3986(req.UserIdentifier)
+	if req.ModelFamily != "" {
+		q += "&model-family=" + escapeRFC3986(req.ModelFamily)
+	}
+	w.Header().Set("Location", dc.Redirect+apple.WellKnownPath+"?"+q)
+	w.WriteHeader(http.StatusPermanentRedirect)
+	dc.Log.Info("discovery redirected", zap.String("user_identifier", req.UserIdentifier),
+		zap.String("model_family", req.ModelFamily), zap.String("to", dc.Redirect))
+}
+
+// escapeRFC3986 percent-encodes everything but unreserved characters and
+// '@' and '+', which the device itself sends unescaped.
+func escapeRFC3986(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("-._~@+", c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		const hex = "0123456789ABCDEF"
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
+// refuse answers 403 com.apple.well-known.failed, or 404 for an unknown
+// user or domain when NotFound is set.
+func (dc *Discovery) refuse(w http.ResponseWriter, r *http.Request, reason, msg string, req apple.DiscoveryRequest, unknown bool) {
+	if unknown && dc.UnknownMessage != "" {
+		msg = dc.UnknownMessage
+	}
+	if unknown && dc.NotFound {
+		http.NotFound(w, r)
+	} else {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write(apple.WellKnownFailed(reason, msg))
+	}
+	dc.Log.Info("discovery refused", zap.String("reason", reason), zap.Bool("not_found", unknown && dc.NotFound),
+		zap.String("user_identifier", req.UserIdentifier), zap.String("model_family", req.ModelFamily))
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
 			return true
 		}
 	}
 	return false
-}
-
-func (g *Gateway) refuseDiscovery(w http.ResponseWriter, reason, msg string, req apple.DiscoveryRequest) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusForbidden)
-	_, _ = w.Write(apple.WellKnownFailed(reason, msg))
-	g.log.Info("discovery refused", zap.String("reason", reason),
-		zap.String("user_identifier", req.UserIdentifier), zap.String("model_family", req.ModelFamily))
 }

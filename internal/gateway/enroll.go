@@ -42,7 +42,12 @@ func (g *Gateway) enroll(w http.ResponseWriter, r *http.Request, modeSeg string)
 
 	bearer, has := apple.ParseBearer(r.Header.Get("Authorization"))
 	if !has {
-		g.log.Info("enrollment challenged", append(devFields, zap.String("mode", string(mode)), zap.String("model_family", family))...)
+		// Enrollment SSO: on this 401 only, and never for a Mac.
+		esso := g.cfg.ESSO != nil && family != "Mac" && !apple.IsMacModel(info.Product)
+		if esso {
+			w.Header().Set(g.cfg.ESSO.Header, g.base(r)+g.cfg.Prefix+pathESSO)
+		}
+		g.log.Info("enrollment challenged", append(devFields, zap.String("mode", string(mode)), zap.String("model_family", family), zap.Bool("esso", esso))...)
 		g.challenge(w, r, signin.Flow{Kind: signin.KindEnroll, Mode: string(mode), ModelFamily: family})
 		return
 	}
@@ -72,7 +77,19 @@ func (g *Gateway) enroll(w http.ResponseWriter, r *http.Request, modeSeg string)
 			return
 		}
 	}
-	prof, err := g.cfg.Template.Render(profile.Params{Mode: tok.Mode, ManagedAppleID: tok.ManagedAppleID})
+	tmpl := g.cfg.Template
+	if tok.Profile != "" {
+		tmpl = g.cfg.Templates[tok.Profile]
+	}
+	if tmpl == nil {
+		g.log.Error("the token names an enrollment profile that is no longer configured", zap.String("profile", tok.Profile), tokenID(tok))
+		g.refuseEnroll(w, "com.apple.mdmauth.profile-unavailable", "This enrollment cannot be completed now. Contact your IT administrator.", tok, devFields)
+		return
+	}
+	prof, err := tmpl.Render(profile.Params{Mode: tok.Mode, ManagedAppleID: tok.ManagedAppleID, RequiredAppID: tok.RequiredAppID})
+	if err == nil && g.cfg.Signer != nil {
+		prof, err = g.cfg.Signer.Sign(prof)
+	}
 	if err != nil {
 		g.log.Error("rendering profile", zap.Error(err))
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -84,7 +101,8 @@ func (g *Gateway) enroll(w http.ResponseWriter, r *http.Request, modeSeg string)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(prof)
 	g.log.Info("profile served", append(devFields, tokenID(tok), zap.String("managed_apple_id", tok.ManagedAppleID),
-		zap.String("mode", tok.Mode), zap.String("iss", tok.Issuer), zap.String("sub", tok.Subject))...)
+		zap.String("mode", tok.Mode), zap.String("iss", tok.Issuer), zap.String("sub", tok.Subject),
+		zap.String("profile", tok.Profile), zap.Bool("signed", g.cfg.Signer != nil))...)
 }
 
 func (g *Gateway) refuseEnroll(w http.ResponseWriter, code, msg string, tok *store.Token, f []zap.Field) {

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mdmauth/mdmauth/internal/apple"
+	"github.com/mdmauth/mdmauth/internal/policy"
 	"github.com/mdmauth/mdmauth/internal/profile"
 	"github.com/mdmauth/mdmauth/internal/signin"
 	"github.com/mdmauth/mdmauth/internal/store"
@@ -41,11 +42,27 @@ type Config struct {
 	// DefaultMode and FamilyModes choose the enrollment mode.
 	DefaultMode apple.Mode
 	FamilyModes map[string]apple.Mode
-	// Template is the enrollment profile template.
-	Template *profile.Template
+	// Template is the default enrollment profile template; Templates are
+	// the named ones policy rules may choose.
+	Template  *profile.Template
+	Templates map[string]*profile.Template
+	// ESSO, when set, offers Enrollment SSO on the enrollment 401.
+	ESSO *ESSO
+	// Signer, when set, signs every served profile (CMS SignedData with
+	// the chain).
+	Signer *profile.Signer
+	// Policy decides who may enroll how. Without one, every user of
+	// Domains may enroll in the modes DefaultMode and FamilyModes give.
+	Policy *policy.Policy
 	// Protect lists the path prefixes (matched by segment) of the
 	// account-driven enrollments' ServerURL/CheckInURL.
 	Protect []string
+	// DiscoveryNotFound answers unknown users and domains 404 instead of
+	// 403, so that iOS 18.2+ falls back to Apple Business Manager.
+	DiscoveryNotFound bool
+	// DiscoveryUnknownMessage replaces the 403 message for unknown users
+	// and domains.
+	DiscoveryUnknownMessage string
 	// Body limits.
 	MaxEnrollBody int64
 	MaxMDMBody    int64
@@ -53,6 +70,14 @@ type Config struct {
 	// id and redirect URL (the sign-in's OAuth2 must be set too);
 	// otherwise they use apple-as-web.
 	OAuth2 *OAuth2Challenge
+}
+
+// ESSO is Enrollment SSO: the header put on the enrollment 401 (never for a
+// Mac: macOS has no Enrollment SSO) and the EnrollmentSSODocument served at
+// <prefix>/esso.
+type ESSO struct {
+	Header   string // X-Apple-MDM-ESSO or X-Apple-MDM-ESSO-Developer
+	Document []byte // JSON
 }
 
 // OAuth2Challenge is what an apple-oauth2 challenge tells the device.
@@ -71,6 +96,7 @@ type Gateway struct {
 	signer signin.Signer
 	log    *zap.Logger
 	now    func() time.Time
+	disc   *Discovery
 
 	// OriginalPath returns the path the client sent, before any rewrite;
 	// protected paths are checked against it too, so that a rewrite can
@@ -109,16 +135,29 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 	if cfg.DefaultMode == "" {
 		cfg.DefaultMode = apple.ModeBYOD
 	}
-	if len(cfg.Domains) == 0 {
-		return nil, errors.New("discovery needs at least one domain")
-	}
+	cfg.Domains = append([]string(nil), cfg.Domains...)
 	for i, d := range cfg.Domains {
 		cfg.Domains[i] = strings.ToLower(strings.TrimSuffix(d, "."))
+	}
+	if cfg.Policy == nil {
+		if len(cfg.Domains) == 0 {
+			return nil, errors.New("discovery needs at least one domain")
+		}
+		fm := map[string]string{}
+		for f, m := range cfg.FamilyModes {
+			fm[f] = string(m)
+		}
+		cfg.Policy = &policy.Policy{
+			Rules: []policy.Rule{{Name: "domains", Domains: cfg.Domains}},
+			Modes: policy.Modes{Default: string(cfg.DefaultMode), ByFamily: fm},
+		}
+	}
+	if err := cfg.Policy.Validate(func(name string) bool { return cfg.Templates[name] != nil }); err != nil {
+		return nil, fmt.Errorf("policy: %v", err)
 	}
 	if cfg.Template == nil {
 		return nil, errors.New("an enrollment profile template is required")
 	}
-	cfg.Domains = append([]string(nil), cfg.Domains...)
 	cfg.Protect = append([]string(nil), cfg.Protect...)
 	for i, p := range cfg.Protect {
 		p = strings.ToLower(strings.TrimSuffix(p, "/"))
@@ -136,8 +175,15 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Gateway{cfg: cfg, web: d.Web, tokens: d.Tokens, store: d.Store, signer: d.Signer, log: d.Log, now: d.Now}, nil
+	g := &Gateway{cfg: cfg, web: d.Web, tokens: d.Tokens, store: d.Store, signer: d.Signer, log: d.Log, now: d.Now}
+	g.disc = &Discovery{Policy: cfg.Policy, Domains: cfg.Domains, NotFound: cfg.DiscoveryNotFound, UnknownMessage: cfg.DiscoveryUnknownMessage, Log: d.Log,
+		BaseURL: func(r *http.Request) string { return g.base(r) + cfg.Prefix }}
+	return g, nil
 }
+
+// Policy returns the policy in force (the implicit one without a policy
+// block), for the sign-in's re-check.
+func (g *Gateway) Policy() *policy.Policy { return g.cfg.Policy }
 
 // Next is the rest of the handler chain.
 type Next func(http.ResponseWriter, *http.Request) error
@@ -147,6 +193,7 @@ const (
 	pathEnroll   = "/enroll/"
 	pathSignIn   = "/sign-in/"
 	pathCallback = "/oidc/callback"
+	pathESSO     = "/esso"
 	pathAuthz    = "/oauth2/authorize"
 	pathToken    = "/oauth2/token"
 )
@@ -157,7 +204,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next Next) e
 	p := r.URL.Path
 	switch {
 	case p == apple.WellKnownPath:
-		g.discovery(w, r)
+		g.disc.ServeHTTP(w, r)
 		return nil
 	case segmentMatch(p, g.cfg.Prefix):
 		g.own(w, r, strings.TrimPrefix(p, g.cfg.Prefix))
@@ -177,6 +224,14 @@ func (g *Gateway) own(w http.ResponseWriter, r *http.Request, rest string) {
 			return
 		}
 		g.web.Start(w, r, strings.TrimPrefix(rest, pathSignIn), g.callbackURL(r))
+	case rest == pathESSO && g.cfg.ESSO != nil:
+		if !allow(w, r, http.MethodGet, http.MethodHead) {
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		_, _ = w.Write(g.cfg.ESSO.Document)
 	case rest == pathAuthz && g.cfg.OAuth2 != nil:
 		if !allow(w, r, http.MethodGet) {
 			return

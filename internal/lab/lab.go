@@ -33,6 +33,15 @@ type Options struct {
 	Handler string
 	// OIDC holds extra lines for the oidc block.
 	OIDC string
+	// Discovery replaces the discovery block's lines. Default: domains
+	// example.com, mode byod, mode Mac adde.
+	Discovery string
+	// ProfileSignCert and ProfileSignKey, when set, sign served profiles.
+	ProfileSignCert, ProfileSignKey string
+	// Website, when set, is the body of a second site, the organization's
+	// website, at https://localhost:<port> (Lab.WebsiteURL); {{.Gateway}}
+	// in it is the gateway's URL.
+	Website string
 }
 
 // Password of the default users.
@@ -61,6 +70,10 @@ type Lab struct {
 	AccessLog string
 	// TemplatePath is the enrollment profile template.
 	TemplatePath string
+	// WebsiteURL is https://localhost:<port> when Options.Website is set.
+	WebsiteURL string
+	// Dir holds the lab's files (certificates, templates).
+	Dir string
 }
 
 // Start builds what is missing and starts every part.
@@ -86,7 +99,7 @@ func Start(tb testenv.TB, o Options) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	ports := make([]int, 3)
+	ports := make([]int, 4)
 	for i := range ports {
 		if ports[i], err = testenv.FreePort(); err != nil {
 			return nil, err
@@ -94,6 +107,7 @@ func Start(tb testenv.TB, o Options) (*Lab, error) {
 	}
 	httpsPort, httpPort, adminPort := ports[0], ports[1], ports[2]
 	l := &Lab{
+		Dir:        dir,
 		CA:         ca,
 		BaseURL:    fmt.Sprintf("https://127.0.0.1:%d", httpsPort),
 		StorageDir: filepath.Join(dir, "mdmauth-store"),
@@ -114,8 +128,19 @@ func Start(tb testenv.TB, o Options) (*Lab, error) {
 	if err := writeTemplate(l.TemplatePath, l.BaseURL); err != nil {
 		return nil, err
 	}
+	disc := o.Discovery
+	if disc == "" {
+		disc = "\t\t\tdomains example.com\n\t\t\tmode byod\n\t\t\tmode Mac adde\n"
+	}
+	website := ""
+	if o.Website != "" {
+		l.WebsiteURL = fmt.Sprintf("https://localhost:%d", ports[3])
+		website = fmt.Sprintf("\n%s {\n\ttls %s %s\n%s\n}\n", l.WebsiteURL, certPath, keyPath,
+			strings.ReplaceAll(o.Website, "{{.Gateway}}", l.BaseURL))
+	}
 	var cf strings.Builder
 	if err := caddyfile.Execute(&cf, map[string]any{
+		"Discovery": disc, "Website": website, "SignCert": o.ProfileSignCert, "SignKey": o.ProfileSignKey,
 		"Admin": adminPort, "HTTP": httpPort, "HTTPS": httpsPort,
 		"Storage": l.StorageDir, "Cert": certPath, "Key": keyPath, "AccessLog": l.AccessLog,
 		"Issuer": l.OIDC.Issuer, "ClientID": l.OIDC.ClientID, "Template": l.TemplatePath,
@@ -158,11 +183,12 @@ https://127.0.0.1:{{.HTTPS}} {
 {{.OIDCExtra}}
 		}
 		discovery {
-			domains example.com
-			mode byod
-			mode Mac adde
+{{.Discovery}}
 		}
-		enrollment_profile {{.Template}}
+		enrollment_profile {{.Template}}{{if .SignCert}} {
+			sign_cert {{.SignCert}}
+			sign_key {{.SignKey}}
+		}{{end}}
 		{{if .TTL}}access_token_ttl {{.TTL}}{{end}}
 		protect /mdm/ad
 {{.Extra}}
@@ -177,7 +203,7 @@ https://127.0.0.1:{{.HTTPS}} {
 		respond 404
 	}
 }
-`))
+{{.Website}}`))
 
 // NewDevice returns an emulated device of family (iPhone, iPad, Mac) whose
 // user types identifier and signs in at the provider as username. Its MDM

@@ -20,16 +20,22 @@ type Params struct {
 	Mode           string    // "byod" → EnrollmentMode "BYOD", "adde" → "ADDE"; anything else is an error
 	ManagedAppleID string    // required, set as AssignedManagedAppleID
 	Rand           io.Reader // source for new UUIDs; nil = crypto/rand
+
+	// RequiredAppID, when positive, is set as RequiredAppIDForMDM (the App Store id of the app
+	// the enrollment requires, iOS 15.1+). Zero leaves the template's value, if any.
+	// Negative is an error.
+	RequiredAppID int64
 }
 
 // Render returns the profile for one enrollment as an XML plist.
 //
 // In the com.apple.mdm payload it sets EnrollmentMode and AssignedManagedAppleID, removes
-// AccessRights for BYOD (Apple's device cancels a BYOD enrollment that has them) and always removes
-// the legacy ManagedAppleID key. The profile and every payload get fresh upper-case UUIDs, and
-// every string value equal (ignoring case) to a template PayloadUUID is rewritten to the new UUID,
-// so references such as IdentityCertificateUUID stay intact. PayloadIdentifier values and all
-// other content are preserved.
+// AccessRights for BYOD (Apple's device cancels a BYOD enrollment that has them), always removes
+// the legacy ManagedAppleID key and, when Params.RequiredAppID is positive, sets
+// RequiredAppIDForMDM. The profile and every payload get fresh upper-case UUIDs, and every string
+// value equal (ignoring case) to a template PayloadUUID is rewritten to the new UUID, so
+// references such as IdentityCertificateUUID stay intact. PayloadIdentifier values and all other
+// content are preserved.
 func (t *Template) Render(p Params) ([]byte, error) {
 	var enrollmentMode string
 	switch p.Mode {
@@ -42,6 +48,9 @@ func (t *Template) Render(p Params) ([]byte, error) {
 	}
 	if strings.TrimSpace(p.ManagedAppleID) == "" {
 		return nil, ErrNoManagedAppleID
+	}
+	if p.RequiredAppID < 0 {
+		return nil, fmt.Errorf("%w: %d", ErrRequiredAppID, p.RequiredAppID)
 	}
 	r := p.Rand
 	if r == nil {
@@ -70,6 +79,9 @@ func (t *Template) Render(p Params) ([]byte, error) {
 	delete(mdm, keyManagedAppleID)
 	if p.Mode == ModeBYOD {
 		delete(mdm, keyAccessRights)
+	}
+	if p.RequiredAppID > 0 {
+		mdm[keyRequiredAppIDForMDM] = p.RequiredAppID
 	}
 
 	out, err := plist.MarshalIndent(root, "\t")

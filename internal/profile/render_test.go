@@ -304,6 +304,8 @@ func TestRenderErrors(t *testing.T) {
 		{"discovery version as mode", Params{Mode: "mdm-byod", ManagedAppleID: "a@example.org"}, ErrUnknownMode},
 		{"no managed Apple ID", Params{Mode: ModeBYOD}, ErrNoManagedAppleID},
 		{"blank managed Apple ID", Params{Mode: ModeADDE, ManagedAppleID: " \t"}, ErrNoManagedAppleID},
+		{"negative RequiredAppID", Params{Mode: ModeADDE, ManagedAppleID: "a@example.org", RequiredAppID: -1},
+			ErrRequiredAppID},
 		{"random source exhausted", Params{Mode: ModeBYOD, ManagedAppleID: "a@example.org",
 			Rand: bytes.NewReader(make([]byte, 40))}, ErrRandom},
 		{"random source repeats", Params{Mode: ModeBYOD, ManagedAppleID: "a@example.org",
@@ -317,6 +319,61 @@ func TestRenderErrors(t *testing.T) {
 			}
 			if out != nil {
 				t.Errorf("Render returned %d bytes with an error", len(out))
+			}
+		})
+	}
+}
+
+func TestRenderRequiredAppID(t *testing.T) {
+	good := string(readFixture(t, "enroll.mobileconfig"))
+	withAppID := replaceOnce(t, good, "\t\t\t<key>ServerURL</key>\n",
+		"\t\t\t<key>RequiredAppIDForMDM</key>\n\t\t\t<integer>42</integer>\n\t\t\t<key>ServerURL</key>\n")
+	tests := []struct {
+		name     string
+		template string
+		appID    int64
+		want     any // decoded RequiredAppIDForMDM; nil = absent
+	}{
+		{"absent when 0", good, 0, nil},
+		{"set", good, 1234567890, uint64(1234567890)},
+		{"largest int64", good, 1<<63 - 1, uint64(1<<63 - 1)},
+		{"template value kept when 0", withAppID, 0, uint64(42)},
+		{"template value replaced", withAppID, 361309726, uint64(361309726)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tpl := mustParse(t, []byte(tc.template))
+			for _, mode := range []string{ModeBYOD, ModeADDE} {
+				out, err := tpl.Render(Params{Mode: mode, ManagedAppleID: "a@example.org", RequiredAppID: tc.appID, Rand: seeded(3)})
+				if err != nil {
+					t.Fatalf("Render %s: %v", mode, err)
+				}
+				ps := payloads(t, decodeProfile(t, out))
+				got, ok := ps[idxMDM]["RequiredAppIDForMDM"]
+				if tc.want == nil {
+					if ok {
+						t.Errorf("%s: RequiredAppIDForMDM = %#v, want it absent", mode, got)
+					}
+					if bytes.Contains(out, []byte("RequiredAppIDForMDM")) {
+						t.Errorf("%s: output mentions RequiredAppIDForMDM", mode)
+					}
+					continue
+				}
+				if got != tc.want {
+					t.Errorf("%s: RequiredAppIDForMDM = %#v, want %#v", mode, got, tc.want)
+				}
+				wantXML := fmt.Sprintf("<key>RequiredAppIDForMDM</key>\n\t\t\t<integer>%d</integer>", tc.want)
+				if !bytes.Contains(out, []byte(wantXML)) {
+					t.Errorf("%s: output lacks %q", mode, wantXML)
+				}
+				if n := bytes.Count(out, []byte("RequiredAppIDForMDM")); n != 1 {
+					t.Errorf("%s: RequiredAppIDForMDM appears %d times", mode, n)
+				}
+				for i, p := range ps {
+					if _, ok := p["RequiredAppIDForMDM"]; ok && i != idxMDM {
+						t.Errorf("%s: RequiredAppIDForMDM set in payload %d", mode, i)
+					}
+				}
 			}
 		})
 	}

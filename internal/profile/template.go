@@ -16,6 +16,7 @@ const (
 	keyAccessRights            = "AccessRights"
 	keyManagedAppleID          = "ManagedAppleID"
 	keyChallenge               = "Challenge"
+	keyRequiredAppIDForMDM     = "RequiredAppIDForMDM"
 
 	typeConfiguration = "Configuration"
 	typeMDM           = "com.apple.mdm"

@@ -63,13 +63,74 @@ type recStore struct {
 	logins map[string]store.LoginState
 	// other lists writes the sign-in must never make.
 	other []string
-	// failCreate, when set before a request, makes CreateToken fail.
+	// failCreate, when set before a request, makes CreateToken fail;
+	// failNext makes only the next that many calls fail with it.
 	failCreate error
+	failNext   int
+	// codes are the authorization codes created (apple-oauth2).
+	codes []store.Code
+	// atTokenEndpoint counts token requests in progress: their writes
+	// (revocations, enrollment states) are theirs to make, and are listed
+	// in tokenWrites instead of other.
+	atTokenEndpoint int
+	tokenWrites     []string
+	// beforeUpdateFamily, when set, runs once before the next
+	// UpdateFamily, to interleave requests.
+	beforeUpdateFamily func()
+}
+
+func (s *recStore) UpdateFamily(ctx context.Context, id string, fn func(*store.Family) error) (*store.Family, error) {
+	s.mu.Lock()
+	hook := s.beforeUpdateFamily
+	s.beforeUpdateFamily = nil
+	s.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return s.Store.UpdateFamily(ctx, id, fn)
+}
+
+func (s *recStore) CreateCode(ctx context.Context, c *store.Code) error {
+	err := s.Store.CreateCode(ctx, c)
+	if err == nil {
+		s.mu.Lock()
+		s.codes = append(s.codes, *c)
+		s.mu.Unlock()
+	}
+	return err
+}
+
+// codeList returns the authorization codes created so far.
+func (s *recStore) codeList() []store.Code {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]store.Code(nil), s.codes...)
+}
+
+// tokenEndpoint runs fn as a token request.
+func (s *recStore) tokenEndpoint(fn func()) {
+	s.mu.Lock()
+	s.atTokenEndpoint++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.atTokenEndpoint--
+		s.mu.Unlock()
+	}()
+	fn()
 }
 
 func (s *recStore) CreateToken(ctx context.Context, t *store.Token) error {
-	if s.failCreate != nil {
-		return s.failCreate
+	s.mu.Lock()
+	fail := s.failCreate
+	if fail != nil && s.failNext > 0 {
+		if s.failNext--; s.failNext == 0 {
+			s.failCreate = nil
+		}
+	}
+	s.mu.Unlock()
+	if fail != nil {
+		return fail
 	}
 	err := s.Store.CreateToken(ctx, t)
 	if err == nil {
@@ -93,6 +154,10 @@ func (s *recStore) PutLoginState(ctx context.Context, key string, ls store.Login
 func (s *recStore) noteOther(op string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.atTokenEndpoint > 0 {
+		s.tokenWrites = append(s.tokenWrites, op)
+		return
+	}
 	s.other = append(s.other, op)
 }
 
@@ -305,6 +370,7 @@ func (e *env) callback(rawQuery string, cookies ...*http.Cookie) *httptest.Respo
 	if loc := w.Header().Get("Location"); loc != "" {
 		if u, err := url.Parse(loc); err == nil {
 			e.secret(u.Query().Get("access-token"))
+			e.secret(u.Query().Get("code"))
 		}
 	}
 	return w

@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -132,6 +131,9 @@ func (s *Web) Authorize(w http.ResponseWriter, r *http.Request, callbackURL stri
 	case q["state"] == "" || len(q["state"]) > 512:
 		bad("missing_state", "The sign-in request has no state.")
 		return
+	case !vschar(q["state"]):
+		bad("bad_state", "The sign-in request's state has characters OAuth 2 does not allow.")
+		return
 	}
 	oreq := &oauthRequest{State: q["state"], Redirect: q["redirect_uri"], ClientID: q["client_id"]}
 	if ch, ok := q["code_challenge"]; ok {
@@ -189,7 +191,7 @@ func (s *Web) finishOAuth(w http.ResponseWriter, r *http.Request, st loginState,
 	} else {
 		loc += "?"
 	}
-	loc += "code=" + url.QueryEscape(code) + "&state=" + url.QueryEscape(st.OAuth.State)
+	loc += "code=" + escapeComponent(code) + "&state=" + escapeComponent(st.OAuth.State)
 	s.Log.Info("authorization code issued", zap.String("iss", g.Issuer), zap.String("sub", g.Subject),
 		zap.String("managed_apple_id", g.ManagedAppleID), zap.String("mode", g.Mode), zap.String("kind", st.Flow.Kind),
 		zap.String("enrollment_id", st.Flow.EnrollmentID), zap.Bool("pkce", st.OAuth.Challenge != ""))
@@ -249,11 +251,9 @@ func (s *Web) TokenEndpoint(w http.ResponseWriter, r *http.Request) {
 			tokenError(w, http.StatusBadRequest, token.ErrCodeInvalidRequest, "code and redirect_uri are required")
 			return
 		}
-		err = retry(ctx, func() error {
-			var e error
-			pair, e = s.OAuth2.Tokens.Exchange(ctx, p["code"], p["client_id"], p["redirect_uri"], p["code_verifier"])
-			return e
-		})
+		// Not retried: the first attempt may have used the code, and a
+		// second would look like a replay.
+		pair, err = s.OAuth2.Tokens.Exchange(ctx, p["code"], p["client_id"], p["redirect_uri"], p["code_verifier"])
 	case "refresh_token":
 		if p["refresh_token"] == "" {
 			tokenError(w, http.StatusBadRequest, token.ErrCodeInvalidRequest, "refresh_token is required")
@@ -302,6 +302,35 @@ func (s *Web) TokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		ExpiresIn    int64  `json:"expires_in"`
 		RefreshToken string `json:"refresh_token"`
 	}{pair.AccessToken, "Bearer", pair.ExpiresIn, pair.RefreshToken})
+}
+
+// vschar reports whether s has only the characters RFC 6749 allows in
+// state (%x20-7E).
+func vschar(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// escapeComponent percent-encodes all but RFC 3986 unreserved characters,
+// so that a space is %20, never '+' (devices read '+' as a plus).
+func escapeComponent(v string) string {
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		const hex = "0123456789ABCDEF"
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
 }
 
 // retry runs fn up to three times while it fails with a store error that

@@ -301,8 +301,11 @@ func (rp *RP) Refresh(ctx context.Context, refreshToken, subject string) (*Ident
 	cfg := rp.oauth2(p, "")
 	tok, err := cfg.TokenSource(rp.ctx(ctx), &oauth2.Token{RefreshToken: refreshToken}).Token()
 	if err != nil {
+		// Only invalid_grant refuses the user. Anything else (our client
+		// refused after a secret rotation, a provider error) is treated as
+		// an outage: it must not cut off every device at once.
 		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
 			return nil, fmt.Errorf("%w: refresh: %s", ErrRejected, re.ErrorCode)
 		}
 		return nil, fmt.Errorf("%w: refresh: %v", ErrUnavailable, redactErr(err))

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mdmauth/mdmauth/internal/apple"
+	"github.com/mdmauth/mdmauth/internal/policy"
 	"github.com/mdmauth/mdmauth/internal/store"
 	"github.com/mdmauth/mdmauth/internal/token"
 )
@@ -34,6 +35,10 @@ type Claims struct {
 	// RequireIdentifierMatch requires the identifier typed on the device to
 	// equal the Managed Apple ID (case-insensitively).
 	RequireIdentifierMatch bool
+	// Template, when set, builds the Managed Apple ID from claims, e.g.
+	// "{claim.preferred_username}@appleid.example.com"; ManagedAppleID is
+	// then unused.
+	Template string
 }
 
 // Web is the apple-as-web sign-in: Start opens it, Callback finishes it.
@@ -53,9 +58,13 @@ type Web struct {
 	// Require lists claims the user must have, checked at sign-in and at
 	// every identity-provider re-validation.
 	Require []ClaimRequirement
-	Now     func() time.Time
-	Rand    io.Reader
-	Log     *zap.Logger
+	// Policy, when set, re-checks who may enroll how with the user's
+	// claims: a deny, a mode other than discovery announced, or a user at
+	// the device limit ends the sign-in with no token.
+	Policy *policy.Policy
+	Now    func() time.Time
+	Rand   io.Reader
+	Log    *zap.Logger
 }
 
 func (s *Web) now() time.Time {
@@ -257,14 +266,29 @@ func (s *Web) Callback(w http.ResponseWriter, r *http.Request, callbackURL strin
 			s.fail(w, ref.status, ref.reason, ref.title, ref.msg, nil)
 			return
 		}
-		if e, err := s.Store.Enrollment(ctx, st.Flow.EnrollmentID); err == nil && e.Mode != "" {
-			mode = e.Mode
+		if e, err := s.Store.Enrollment(ctx, st.Flow.EnrollmentID); err == nil {
+			if e.Mode != "" {
+				mode = e.Mode
+			}
+			// AssignedManagedAppleID may never change for an enrollment.
+			if e.ManagedAppleID != "" && e.ManagedAppleID != maid {
+				s.Log.Warn("the Managed Apple ID mapping changed; the enrollment keeps its own",
+					zap.String("enrollment_id", e.ID), zap.String("enrollment_managed_apple_id", e.ManagedAppleID),
+					zap.String("mapped_managed_apple_id", maid))
+				maid = e.ManagedAppleID
+			}
 		}
 	}
 	grant := token.Grant{
 		Issuer: id.Issuer, Subject: id.Subject, SessionID: id.SessionID,
 		UserIdentifier: st.UserIdentifier, ManagedAppleID: maid,
 		Mode: mode, ModelFamily: st.Flow.ModelFamily,
+	}
+	if s.Policy != nil {
+		if ref := s.applyPolicy(ctx, st, id, maid, &grant); ref != nil {
+			s.fail(w, ref.status, ref.reason, ref.title, ref.msg, nil)
+			return
+		}
 	}
 	if st.OAuth != nil {
 		s.finishOAuth(w, r, st, id, grant)
@@ -287,6 +311,9 @@ func (s *Web) managedAppleID(ctx context.Context, id *Identity, typed string) (s
 	claim := s.Claims.ManagedAppleID
 	if claim == "" {
 		claim = "email"
+	}
+	if s.Claims.Template != "" {
+		return s.templatedAppleID(ctx, id, typed)
 	}
 	v, err := id.Claim(ctx, claim)
 	if err != nil {

@@ -20,6 +20,8 @@ type Family struct {
 	Mode           string `json:"mode"`
 	ModelFamily    string `json:"model_family,omitempty"`
 	ClientID       string `json:"client_id"`
+	Profile        string `json:"profile,omitempty"`
+	RequiredAppID  int64  `json:"required_app_id,omitempty"`
 
 	// EnrollmentID is the enrollment the family's tokens are bound to,
 	// once one of them was used on an MDM path; refreshed access tokens
@@ -75,6 +77,8 @@ type Code struct {
 	Mode           string    `json:"mode"`
 	ModelFamily    string    `json:"model_family,omitempty"`
 	EnrollmentID   string    `json:"enrollment_id,omitempty"`
+	Profile        string    `json:"profile,omitempty"`
+	RequiredAppID  int64     `json:"required_app_id,omitempty"`
 	SignedInAt     time.Time `json:"signed_in_at"`
 	// IdPRefresh and IdPKeyID carry the provider's (encrypted) refresh
 	// token to the family.

@@ -55,6 +55,10 @@ type Token struct {
 	// FamilyID names the OAuth 2 token family the token was issued in;
 	// empty for web sign-in tokens.
 	FamilyID string `json:"family_id,omitempty"`
+	// Profile names the enrollment profile template the policy chose ("" is
+	// the default); RequiredAppID is the policy's RequiredAppIDForMDM.
+	Profile       string `json:"profile,omitempty"`
+	RequiredAppID int64  `json:"required_app_id,omitempty"`
 }
 
 // ID is a stable, non-secret identifier of the token, safe for logs and the
@@ -152,6 +156,9 @@ type Enrollments interface {
 	Bind(ctx context.Context, h Hash, enrollmentID string, fn func(t *Token, e *Enrollment) (*Enrollment, error)) (*Token, *Enrollment, error)
 	// TokensForEnrollment lists the tokens bound to the enrollment.
 	TokensForEnrollment(ctx context.Context, id string) ([]*Token, error)
+	// EnrollmentsForUser lists the enrollments owned by (iss, sub), in any
+	// state.
+	EnrollmentsForUser(ctx context.Context, iss, sub string) ([]*Enrollment, error)
 }
 
 // LoginStates keeps pending sign-ins.

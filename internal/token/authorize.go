@@ -220,7 +220,10 @@ func (m *Manager) bind(h store.Hash, req Request) func(context.Context) error {
 				previous = e.TokenHash
 			}
 			e.Issuer, e.Subject = t.Issuer, t.Subject
-			e.ManagedAppleID = t.ManagedAppleID
+			if e.ManagedAppleID == "" {
+				// AssignedManagedAppleID may never change for an enrollment.
+				e.ManagedAppleID = t.ManagedAppleID
+			}
 			if e.Mode == "" {
 				e.Mode = t.Mode
 			}

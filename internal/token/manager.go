@@ -33,6 +33,9 @@ type Grant struct {
 	ManagedAppleID             string
 	Mode                       string // "byod" or "adde"
 	ModelFamily                string
+	// Profile and RequiredAppID are the policy's choices for the profile.
+	Profile       string
+	RequiredAppID int64
 }
 
 // Issue mints and stores a token for the grant.
@@ -61,6 +64,8 @@ func (m *Manager) Issue(ctx context.Context, g Grant) (string, *store.Token, err
 		ManagedAppleID: g.ManagedAppleID,
 		Mode:           g.Mode,
 		ModelFamily:    g.ModelFamily,
+		Profile:        g.Profile,
+		RequiredAppID:  g.RequiredAppID,
 		IssuedAt:       now,
 		ExpiresAt:      exp,
 	}

@@ -147,6 +147,7 @@ func (o *OAuth) NewCode(ctx context.Context, g CodeGrant) (string, error) {
 		Issuer: g.Issuer, Subject: g.Subject, SessionID: g.SessionID, UserIdentifier: g.UserIdentifier,
 		ManagedAppleID: g.ManagedAppleID, Mode: g.Mode, ModelFamily: g.ModelFamily,
 		EnrollmentID: g.EnrollmentID, SignedInAt: g.SignedInAt,
+		Profile: g.Profile, RequiredAppID: g.RequiredAppID,
 		IdPRefresh: g.IdPRefresh, IdPKeyID: g.IdPKeyID,
 		ExpiresAt: o.now().Add(ttl),
 	}
@@ -185,6 +186,13 @@ func (o *OAuth) Exchange(ctx context.Context, code, clientID, redirectURI, verif
 		return nil, grantError("unknown_code", "unknown authorization code")
 	case errors.Is(err, errCodeReplay):
 		if replayOf != "" {
+			// The first redemption may not have stored its family yet:
+			// take the id with a revoked family so that it cannot.
+			tomb := &store.Family{ID: replayOf, RevokedAt: now, RevokeReason: "code_replay",
+				ExpiresAt: now, CreatedAt: now, UpdatedAt: now}
+			if cerr := o.M.Store.CreateFamily(ctx, tomb); cerr != nil && !errors.Is(cerr, store.ErrExists) {
+				return nil, cerr
+			}
 			if rerr := o.RevokeFamily(ctx, replayOf, "code_replay"); rerr != nil {
 				return nil, rerr
 			}
@@ -204,6 +212,9 @@ func (o *OAuth) Exchange(ctx context.Context, code, clientID, redirectURI, verif
 		if verifier == "" || !pkceOK(verifier, c.CodeChallenge) {
 			return nil, grantError("pkce_failed", "code_verifier does not match the code_challenge")
 		}
+	case verifier != "":
+		// RFC 9700 §2.1.1: a verifier without a challenge is a downgrade.
+		return nil, grantError("pkce_downgrade", "code_verifier sent, but the authorization request had no code_challenge")
 	}
 	refresh, err := o.newRefresh(famID)
 	if err != nil {
@@ -213,14 +224,19 @@ func (o *OAuth) Exchange(ctx context.Context, code, clientID, redirectURI, verif
 		ID: famID, Issuer: c.Issuer, Subject: c.Subject, SessionID: c.SessionID,
 		UserIdentifier: c.UserIdentifier, ManagedAppleID: c.ManagedAppleID, Mode: c.Mode,
 		ModelFamily: c.ModelFamily, ClientID: c.ClientID,
-		SignedInAt: c.SignedInAt, RefreshHash: HashOf(refresh), ExpiresAt: now.Add(o.refreshTTL()),
+		Profile: c.Profile, RequiredAppID: c.RequiredAppID,
+		EnrollmentID: c.EnrollmentID,
+		SignedInAt:   c.SignedInAt, RefreshHash: HashOf(refresh), ExpiresAt: now.Add(o.refreshTTL()),
 		IdPRefresh: c.IdPRefresh, IdPKeyID: c.IdPKeyID, RevalidatedAt: now,
 		CreatedAt: now, UpdatedAt: now,
 	}
 	if f.SignedInAt.IsZero() {
 		f.SignedInAt = now
 	}
-	if err := o.M.Store.CreateFamily(ctx, f); err != nil {
+	if err := o.M.Store.CreateFamily(ctx, f); errors.Is(err, store.ErrExists) {
+		// A concurrent replay of the code got there first.
+		return nil, grantError("code_replay", "authorization code already used")
+	} else if err != nil {
 		return nil, err
 	}
 	access, _, err := Mint(o.M.Rand)
@@ -256,13 +272,47 @@ func (o *OAuth) familyID() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// A refresh token is "<family id>.<secret>".
+// A refresh token is "<family id>.<secret>.<tag>": the tag, a MAC of the
+// rest under Key, lets a made-up token under a real family id be refused as
+// unknown instead of being taken for a reused one (which would revoke the
+// family).
 func (o *OAuth) newRefresh(famID string) (string, error) {
 	b, err := o.random(Size)
 	if err != nil {
 		return "", err
 	}
-	return famID + "." + base64.RawURLEncoding.EncodeToString(b), nil
+	return o.tagged(famID + "." + base64.RawURLEncoding.EncodeToString(b)), nil
+}
+
+const tagLen = 16
+
+func (o *OAuth) tag(body string) []byte {
+	m := hmac.New(sha256.New, o.Key)
+	m.Write([]byte("mdmauth-oauth2-refresh-tag\x00"))
+	m.Write([]byte(body))
+	return m.Sum(nil)[:tagLen]
+}
+
+func (o *OAuth) tagged(body string) string {
+	return body + "." + base64.RawURLEncoding.EncodeToString(o.tag(body))
+}
+
+// checkTag verifies a refresh token's tag and returns its family id.
+func (o *OAuth) checkTag(s string) (string, bool) {
+	i := strings.LastIndexByte(s, '.')
+	if i < 0 {
+		return "", false
+	}
+	body, tag := s[:i], s[i+1:]
+	famID, ok := parseRefresh(body)
+	if !ok {
+		return "", false
+	}
+	got, err := base64.RawURLEncoding.DecodeString(tag)
+	if err != nil || !hmac.Equal(got, o.tag(body)) {
+		return "", false
+	}
+	return famID, true
 }
 
 // successors derives the access and refresh tokens that replace refresh.
@@ -274,7 +324,7 @@ func (o *OAuth) successors(famID, refresh string) (access, next string) {
 	m = hmac.New(sha256.New, o.Key)
 	m.Write([]byte("mdmauth-oauth2-refresh\x00"))
 	m.Write([]byte(refresh))
-	next = famID + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	next = o.tagged(famID + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil)))
 	return access, next
 }
 
@@ -302,10 +352,23 @@ func (o *OAuth) createAccess(ctx context.Context, raw string, f *store.Family) (
 		Hash: HashOf(raw), Issuer: f.Issuer, Subject: f.Subject, SessionID: f.SessionID,
 		UserIdentifier: f.UserIdentifier, ManagedAppleID: f.ManagedAppleID, Mode: f.Mode,
 		ModelFamily: f.ModelFamily, IssuedAt: now, ExpiresAt: exp,
+		Profile: f.Profile, RequiredAppID: f.RequiredAppID,
 		EnrollmentID: f.EnrollmentID, FamilyID: f.ID,
 	}
 	if err := o.M.Store.CreateToken(ctx, t); err != nil {
 		return nil, err
+	}
+	// RevokeFamily marks the family, then revokes the tokens it lists: a
+	// token stored after that listing is caught here.
+	cur, err := o.M.Store.Family(ctx, f.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if err == nil && !cur.RevokedAt.IsZero() {
+		if err := o.M.Revoke(ctx, t.Hash); err != nil {
+			return nil, err
+		}
+		return nil, grantError("family_revoked", "refresh token revoked")
 	}
 	return t, nil
 }
@@ -328,7 +391,10 @@ var (
 // family — except within the grace window, where it gets the same
 // successor pair again (a lost response, or two refreshes at once).
 func (o *OAuth) Refresh(ctx context.Context, refresh, clientID string) (*TokenPair, error) {
-	famID, ok := parseRefresh(refresh)
+	if len(o.Key) < 32 {
+		return nil, errors.New("token: the rotation key is missing or too short")
+	}
+	famID, ok := o.checkTag(refresh)
 	if !ok {
 		return nil, grantError("malformed_refresh", "unknown refresh token")
 	}
@@ -372,11 +438,13 @@ func (o *OAuth) Refresh(ctx context.Context, refresh, clientID string) (*TokenPa
 		}
 	}
 	nh := HashOf(next)
+	var rotated store.Family // the family as a concurrent refresh left it
 	f, err = o.M.Store.UpdateFamily(ctx, famID, func(f *store.Family) error {
 		switch {
 		case !f.RevokedAt.IsZero():
 			return grantError("family_revoked", "refresh token revoked")
 		case f.RefreshHash == nh && f.PreviousHash == h:
+			rotated = *f
 			return errGraceOK // a concurrent refresh rotated it just now
 		case f.RefreshHash != h:
 			return errReuse
@@ -390,7 +458,7 @@ func (o *OAuth) Refresh(ctx context.Context, refresh, clientID string) (*TokenPa
 	})
 	switch {
 	case errors.Is(err, errGraceOK):
-		return o.sameSuccessors(ctx, f, access, next, now)
+		return o.sameSuccessors(ctx, &rotated, access, next, now)
 	case errors.Is(err, errReuse):
 		return nil, o.reuse(ctx, famID)
 	case err != nil:
@@ -421,6 +489,10 @@ func (o *OAuth) sameSuccessors(ctx context.Context, f *store.Family, access, nex
 		// The first attempt rotated the family but failed before storing
 		// the access token: store it now.
 		t, err = o.createAccess(ctx, access, f)
+		if errors.Is(err, store.ErrExists) {
+			// Another retry stored it first.
+			t, err = o.M.Store.Token(ctx, HashOf(access))
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -520,6 +592,12 @@ func (o *OAuth) RevokeFamily(ctx context.Context, id, reason string) error {
 func pkceOK(verifier, challenge string) bool {
 	if len(verifier) < 43 || len(verifier) > 128 {
 		return false
+	}
+	for i := 0; i < len(verifier); i++ { // RFC 7636 §4.1: unreserved characters
+		c := verifier[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("-._~", c) >= 0) {
+			return false
+		}
 	}
 	sum := sha256.Sum256([]byte(verifier))
 	got := base64.RawURLEncoding.EncodeToString(sum[:])

@@ -68,6 +68,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	}
 	if !hasBearer {
 		w.Header().Set("WWW-Authenticate", s.Challenge())
+		s.setESSOHeader(w)
 		http.Error(w, "sign in required", http.StatusUnauthorized)
 		return
 	}

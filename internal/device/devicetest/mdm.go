@@ -59,6 +59,9 @@ func (s *Server) mdmHandler(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", s.Challenge())
+		if s.opts.ESSOOnMDM {
+			s.setESSOHeader(w)
+		}
 	}
 	if status != http.StatusOK {
 		http.Error(w, http.StatusText(status), status)

@@ -1,10 +1,10 @@
 // Package devicetest provides a fake account-driven enrollment server for
 // testing the device emulator: a gateway answering discovery and the
 // enrollment POSTs, a web sign-in with a login form shaped like the zitadel
-// example OpenID provider's, an optional OAuth 2 authorization server, and
-// an MDM endpoint that verifies Mdm-Signature and bearer tokens and queues
-// commands. It follows the Apple protocol by default; Options.Hook and
-// Options.EditProfile make it deviate.
+// example OpenID provider's, an optional OAuth 2 authorization server, an
+// optional Enrollment SSO document, and an MDM endpoint that verifies
+// Mdm-Signature and bearer tokens and queues commands. It follows the Apple
+// protocol by default; Options.Hook and Options.EditProfile make it deviate.
 //
 // It is a test double, not a reference implementation of the gateway.
 package devicetest
@@ -22,6 +22,7 @@ import (
 const (
 	StageDiscovery = "discovery"  // GET /.well-known/com.apple.remotemanagement
 	StageEnroll    = "enroll"     // POST EnrollPath
+	StageESSO      = "esso"       // GET ESSOPath
 	StageSignIn    = "sign-in"    // GET /mdmauth/sign-in/{flow}
 	StageLoginPage = "login-page" // GET /login/username
 	StageLogin     = "login"      // POST /login/username
@@ -35,6 +36,7 @@ const (
 const (
 	EnrollPath = "/mdmauth/enroll/byod"
 	MDMPath    = "/mdm/ad"
+	ESSOPath   = "/mdmauth/esso"
 )
 
 // Options configure a Server. The zero value serves a BYOD web sign-in
@@ -60,6 +62,16 @@ type Options struct {
 	// EditProfile may change the profile's top-level and com.apple.mdm
 	// dictionaries before they are encoded.
 	EditProfile func(top, mdm map[string]any)
+	// ESSO, if set, is the Enrollment SSO document served at ESSOPath; the
+	// enrollment 401 then names it in X-Apple-MDM-ESSO. ESSOFields and
+	// ESSODocument build a conforming one.
+	ESSO []byte
+	// ESSODeveloper names the document in X-Apple-MDM-ESSO-Developer
+	// instead (test mode).
+	ESSODeveloper bool
+	// ESSOOnMDM also puts the Enrollment SSO header on MDM 401s, where it
+	// does not belong and a device ignores it.
+	ESSOOnMDM bool
 	// MDMUpstream, if set, is where MDM requests that pass the signature
 	// and bearer checks are forwarded (without Authorization), as the
 	// gateway forwards them to NanoMDM; its answer is relayed.
@@ -86,6 +98,7 @@ type Server struct {
 	signInQueries []string // raw queries of sign-in page opens
 	tokenBodies   []string // raw token request bodies
 	authorizeRaw  []string // raw authorization request queries
+	essoRequests  []ESSORequest
 	minted        int
 }
 
@@ -124,6 +137,7 @@ func New(opts Options) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/com.apple.remotemanagement", s.stage(StageDiscovery, s.discovery))
 	mux.HandleFunc("POST "+EnrollPath, s.stage(StageEnroll, s.enroll))
+	mux.HandleFunc("GET "+ESSOPath, s.stage(StageESSO, s.essoHandler))
 	mux.HandleFunc("GET /mdmauth/sign-in/{flow}", s.stage(StageSignIn, s.signIn))
 	mux.HandleFunc("GET /login/username", s.stage(StageLoginPage, s.loginPage))
 	mux.HandleFunc("POST /login/username", s.stage(StageLogin, s.login))

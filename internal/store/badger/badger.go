@@ -6,6 +6,8 @@
 // transactions that are retried when they conflict with a concurrent one, so
 // the functions passed to UpdateToken, UpdateEnrollment, Bind, UpdateCode and
 // UpdateFamily may run more than once and must not have side effects.
+// Enrollments are also indexed by owner (issuer and subject) for
+// EnrollmentsForUser; like enrollments, that index never expires.
 // Records are purged by Badger's TTL: login states and authorization codes
 // shortly after they expire, tokens TokenRetention after they expire or are
 // revoked, token families TokenRetention after they expire or are revoked,
@@ -96,6 +98,10 @@ func Open(o Options) (*Store, error) {
 	db, err := badgerdb.Open(dbOptions(o.Dir, o.Logger))
 	if err != nil {
 		return nil, fmt.Errorf("badger: open %s: %w", o.Dir, err)
+	}
+	if err := backfillUserIndex(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("badger: open %s: user index: %w", o.Dir, err)
 	}
 	s := &Store{
 		db:        db,

@@ -46,7 +46,7 @@ func (s *Store) UpdateEnrollment(ctx context.Context, id string, fn func(*store.
 			out = cur
 			return nil
 		}
-		out, err = putEnrollment(txn, id, next)
+		out, err = putEnrollment(txn, id, cur, next)
 		return err
 	})
 	if err != nil {
@@ -85,7 +85,7 @@ func (s *Store) Bind(ctx context.Context, h store.Hash, enrollmentID string, fn 
 		}
 		outT, outE = &t, cur
 		if next != nil {
-			outE, err = putEnrollment(txn, enrollmentID, next)
+			outE, err = putEnrollment(txn, enrollmentID, cur, next)
 		}
 		return err
 	})
@@ -99,6 +99,44 @@ func (s *Store) Bind(ctx context.Context, h store.Hash, enrollmentID string, fn 
 // order. Purged tokens are left out.
 func (s *Store) TokensForEnrollment(ctx context.Context, id string) ([]*store.Token, error) {
 	return s.listTokens(ctx, indexPrefix(id), func(t *store.Token) bool { return t.EnrollmentID == id })
+}
+
+// EnrollmentsForUser lists the enrollments owned by (iss, sub), in any
+// state, in id order. Enrollments without an owner belong to no one: an
+// empty iss and sub list nothing.
+func (s *Store) EnrollmentsForUser(ctx context.Context, iss, sub string) ([]*store.Enrollment, error) {
+	if iss == "" && sub == "" {
+		// Still reports a done ctx or a closed store.
+		return nil, s.view(ctx, func(*badgerdb.Txn) error { return nil })
+	}
+	prefix := userIndexPrefix(iss, sub)
+	var out []*store.Enrollment
+	err := s.view(ctx, func(txn *badgerdb.Txn) error {
+		out = nil
+		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			id := string(it.Item().Key()[len(prefix):])
+			e, err := getEnrollment(txn, id)
+			if err != nil {
+				return err
+			}
+			// The index is written with the record, so this only guards
+			// against a damaged database.
+			if e == nil || e.Issuer != iss || e.Subject != sub {
+				continue
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // getEnrollment reads an enrollment; nil without error if absent.
@@ -118,15 +156,86 @@ func getEnrollment(txn *badgerdb.Txn, id string) (*store.Enrollment, error) {
 	return e, nil
 }
 
-// putEnrollment stores a copy of e under id and returns it.
-func putEnrollment(txn *badgerdb.Txn, id string, e *store.Enrollment) (*store.Enrollment, error) {
+// putEnrollment stores a copy of e under id and returns it. It keeps the
+// user index in step: old is the record being replaced (nil for a new
+// one), whose entry is deleted when the owner changed or was cleared.
+func putEnrollment(txn *badgerdb.Txn, id string, old, e *store.Enrollment) (*store.Enrollment, error) {
 	rec := *e
 	rec.ID = id
 	v, err := json.Marshal(&rec)
 	if err != nil {
 		return nil, err
 	}
-	return &rec, txn.Set(enrollmentKey(id), v)
+	if err := txn.Set(enrollmentKey(id), v); err != nil {
+		return nil, err
+	}
+	if owned(old) && (old.Issuer != rec.Issuer || old.Subject != rec.Subject) {
+		if err := txn.Delete(userIndexKey(old.Issuer, old.Subject, id)); err != nil {
+			return nil, err
+		}
+	}
+	if owned(&rec) {
+		// Rewritten with every write, which also repairs a missing entry.
+		if err := txn.Set(userIndexKey(rec.Issuer, rec.Subject, id), nil); err != nil {
+			return nil, err
+		}
+	}
+	return &rec, nil
+}
+
+// owned reports whether e exists and has an owner to be indexed under.
+func owned(e *store.Enrollment) bool {
+	return e != nil && (e.Issuer != "" || e.Subject != "")
+}
+
+// backfillUserIndex adds the user index entries of every enrollment once,
+// for databases written before the index existed, and then records that
+// it is complete. It runs in Open, before any other operation.
+func backfillUserIndex(db *badgerdb.DB) error {
+	var (
+		done bool
+		keys [][]byte
+	)
+	err := db.View(func(txn *badgerdb.Txn) error {
+		_, err := txn.Get(userIndexMarker)
+		if err == nil {
+			done = true
+			return nil
+		}
+		if !errors.Is(err, badgerdb.ErrKeyNotFound) {
+			return err
+		}
+		prefix := []byte{kindEnrollment}
+		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			id := string(it.Item().Key()[len(prefix):])
+			var e store.Enrollment
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+				return fmt.Errorf("badger: enrollment: %w", err)
+			}
+			if owned(&e) {
+				keys = append(keys, userIndexKey(e.Issuer, e.Subject, id))
+			}
+		}
+		return nil
+	})
+	if err != nil || done {
+		return err
+	}
+	// A write batch splits what may be too large for one transaction; the
+	// marker follows in its own commit once every entry is durable.
+	wb := db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Set(k, nil); err != nil {
+			return err
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return err
+	}
+	return db.Update(func(txn *badgerdb.Txn) error { return txn.Set(userIndexMarker, nil) })
 }
 
 // clone returns a copy of e, or nil.

@@ -1,6 +1,10 @@
 package badger
 
-import "github.com/mdmauth/mdmauth/internal/store"
+import (
+	"encoding/binary"
+
+	"github.com/mdmauth/mdmauth/internal/store"
+)
 
 // Key layout. Every key starts with a one-byte kind:
 //
@@ -12,7 +16,14 @@ import "github.com/mdmauth/mdmauth/internal/store"
 //	c <hash:32>               authorization code (JSON), TTL = its expiry plus codeGrace
 //	f <id>                    token family (JSON), TTL = purge time
 //	y <id> 0x00 <hash:32>     index: token issued in family (empty value), same TTL as the token
+//	u <len><iss><len><sub><id> index: enrollment owned by the user (empty value), no TTL
+//	m <name>                  schema marker (empty value), no TTL
 //	p                         never written; read by Ping
+//
+// In the user index, <len> is the uvarint length of the string that follows
+// it. The encoding is self-delimiting, so the prefix of one (iss, sub) is
+// never a prefix of another's keys, whatever bytes (zero bytes included)
+// iss and sub contain.
 const (
 	kindToken       = 't'
 	kindEnrollment  = 'e'
@@ -22,6 +33,8 @@ const (
 	kindCode        = 'c'
 	kindFamily      = 'f'
 	kindFamilyIndex = 'y'
+	kindUserIndex   = 'u'
+	kindMeta        = 'm'
 )
 
 var pingKey = []byte{'p'}
@@ -77,3 +90,20 @@ func indexHash(prefix, key []byte) (store.Hash, bool) {
 	copy(h[:], key[len(prefix):])
 	return h, true
 }
+
+// userIndexPrefix is the common prefix of the user index keys of the
+// enrollments owned by (iss, sub).
+func userIndexPrefix(iss, sub string) []byte {
+	k := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(iss)+len(sub))
+	k = append(k, kindUserIndex)
+	k = binary.AppendUvarint(k, uint64(len(iss)))
+	k = append(k, iss...)
+	k = binary.AppendUvarint(k, uint64(len(sub)))
+	return append(k, sub...)
+}
+
+func userIndexKey(iss, sub, id string) []byte { return append(userIndexPrefix(iss, sub), id...) }
+
+// userIndexMarker is present once every enrollment is in the user index;
+// see backfillUserIndex.
+var userIndexMarker = withKind(kindMeta, "user-index")

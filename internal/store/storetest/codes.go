@@ -36,6 +36,8 @@ func newCode(seed string, now time.Time) *store.Code {
 		Mode:           "byod",
 		ModelFamily:    "iPhone",
 		EnrollmentID:   "enrollment-" + seed,
+		Profile:        "profile-" + seed,
+		RequiredAppID:  requiredAppID,
 		SignedInAt:     now,
 		IdPRefresh:     []byte("sealed-idp-refresh-" + seed),
 		IdPKeyID:       "key-1",
@@ -126,6 +128,8 @@ func assertCode(t *testing.T, got, want *store.Code) {
 	check("Mode", got.Mode == want.Mode)
 	check("ModelFamily", got.ModelFamily == want.ModelFamily)
 	check("EnrollmentID", got.EnrollmentID == want.EnrollmentID)
+	check("Profile", got.Profile == want.Profile)
+	check("RequiredAppID", got.RequiredAppID == want.RequiredAppID)
 	check("SignedInAt", got.SignedInAt.Equal(want.SignedInAt))
 	check("IdPRefresh", bytes.Equal(got.IdPRefresh, want.IdPRefresh))
 	check("IdPKeyID", got.IdPKeyID == want.IdPKeyID)

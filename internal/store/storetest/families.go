@@ -42,6 +42,8 @@ func newFamily(id string, now time.Time) *store.Family {
 		Mode:           "adde",
 		ModelFamily:    "Mac",
 		ClientID:       "client-" + id,
+		Profile:        "profile-" + id,
+		RequiredAppID:  requiredAppID,
 		EnrollmentID:   "enrollment-" + id,
 		SignedInAt:     now,
 		RefreshHash:    refreshHash(id, 0),
@@ -135,6 +137,8 @@ func assertFamily(t *testing.T, got, want *store.Family) {
 	check("Mode", got.Mode == want.Mode)
 	check("ModelFamily", got.ModelFamily == want.ModelFamily)
 	check("ClientID", got.ClientID == want.ClientID)
+	check("Profile", got.Profile == want.Profile)
+	check("RequiredAppID", got.RequiredAppID == want.RequiredAppID)
 	check("EnrollmentID", got.EnrollmentID == want.EnrollmentID)
 	check("SignedInAt", got.SignedInAt.Equal(want.SignedInAt))
 	check("RefreshHash", got.RefreshHash == want.RefreshHash)

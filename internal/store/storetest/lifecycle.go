@@ -52,6 +52,10 @@ func everyMethod(now time.Time) []call {
 			_, err := s.TokensForEnrollment(ctx, "E1")
 			return err
 		}},
+		{"EnrollmentsForUser", func(ctx context.Context, s store.Store) error {
+			_, err := s.EnrollmentsForUser(ctx, idp, "sub-seed")
+			return err
+		}},
 		{"PutLoginState", func(ctx context.Context, s store.Store) error {
 			return s.PutLoginState(ctx, "fresh", store.LoginState{Data: []byte("x"), ExpiresAt: now.Add(time.Hour)})
 		}},
@@ -141,6 +145,7 @@ func assertUnchanged(t *testing.T, s store.Store, tok *store.Token, e *store.Enr
 	assertToken(t, mustToken(t, s, tok.Hash), tok)
 	assertEnrollment(t, mustEnrollment(t, s, e.ID), e)
 	assertListed(t, s, e.ID, tok)
+	assertUserListed(t, s, tok.Issuer, tok.Subject, e)
 	if _, err := s.Token(context.Background(), hashOf("fresh")); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("token created with a cancelled context: Token got %v, want ErrNotFound", err)
 	}
@@ -225,6 +230,7 @@ func testDurability(t *testing.T, f Factory) {
 		assertToken(t, mustToken(t, s, revoked.Hash), revoked)
 		assertEnrollment(t, mustEnrollment(t, s, e.ID), e)
 		assertListed(t, s, e.ID, tok)
+		assertUserListed(t, s, tok.Issuer, tok.Subject, e)
 		if err := s.CreateToken(ctx, newToken("seed", c.Now())); !errors.Is(err, store.ErrExists) {
 			t.Fatalf("CreateToken of a token stored before reopen: got %v, want ErrExists", err)
 		}
@@ -248,6 +254,30 @@ func testDurability(t *testing.T, f Factory) {
 		if err := s.CreateFamily(ctx, newFamily("F1", c.Now())); !errors.Is(err, store.ErrExists) {
 			t.Fatalf("CreateFamily of a family stored before reopen: got %v, want ErrExists", err)
 		}
+	})
+
+	t.Run("EnrollmentsForUserAfterReopen", func(t *testing.T) {
+		s, c := open(t, f)
+		a1 := ownedBy("E1", idp, "sub-a", c.Now())
+		saveEnrollment(t, s, a1)
+		saveEnrollment(t, s, ownedBy("E2", idp, "sub-a", c.Now()))
+		saveEnrollment(t, s, ownedBy("E3", idp, "sub-a", c.Now()))
+		moved := changeEnrollment(t, s, "E2", func(e *store.Enrollment) { e.Subject = "sub-b" })
+		removed := changeEnrollment(t, s, "E3", func(e *store.Enrollment) { e.State = store.StateRemoved })
+		cleared := ownedBy("E4", idp, "sub-c", c.Now())
+		saveEnrollment(t, s, cleared)
+		changeEnrollment(t, s, "E4", func(e *store.Enrollment) { e.Issuer, e.Subject = "", "" })
+
+		s = f.Reopen(t, s, c.Now)
+		assertUserListed(t, s, idp, "sub-a", a1, removed)
+		assertUserListed(t, s, idp, "sub-b", moved)
+		assertUserListed(t, s, idp, "sub-c")
+		assertUserListed(t, s, "", "")
+
+		// The listing is kept up to date after reopening too.
+		moved = changeEnrollment(t, s, "E2", func(e *store.Enrollment) { e.Subject = "sub-a" })
+		assertUserListed(t, s, idp, "sub-a", a1, moved, removed)
+		assertUserListed(t, s, idp, "sub-b")
 	})
 
 	t.Run("ExpiryAfterReopen", func(t *testing.T) {

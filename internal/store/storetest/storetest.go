@@ -36,6 +36,7 @@ func Run(t *testing.T, f Factory) {
 	t.Run("Enrollments", func(t *testing.T) { testEnrollments(t, f) })
 	t.Run("Bind", func(t *testing.T) { testBind(t, f) })
 	t.Run("TokensForEnrollment", func(t *testing.T) { testTokensForEnrollment(t, f) })
+	t.Run("EnrollmentsForUser", func(t *testing.T) { testEnrollmentsForUser(t, f) })
 	t.Run("LoginStates", func(t *testing.T) { testLoginStates(t, f) })
 	t.Run("Secrets", func(t *testing.T) { testSecrets(t, f) })
 	t.Run("Codes", func(t *testing.T) { testCodes(t, f) })

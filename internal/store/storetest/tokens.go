@@ -14,6 +14,11 @@ import (
 // errRefused is what update functions in the suite return to abort.
 var errRefused = errors.New("storetest: refused")
 
+// requiredAppID is the RequiredAppID of the suite's tokens, codes and
+// families. It is above 2^53, so a backend that passes it through a float
+// loses it.
+const requiredAppID int64 = 1<<53 + 1
+
 // newToken returns a fully populated token issued at now.
 func newToken(seed string, now time.Time) *store.Token {
 	return &store.Token{
@@ -27,6 +32,8 @@ func newToken(seed string, now time.Time) *store.Token {
 		ModelFamily:    "iPhone",
 		IssuedAt:       now,
 		ExpiresAt:      now.Add(24 * time.Hour),
+		Profile:        "profile-" + seed,
+		RequiredAppID:  requiredAppID,
 	}
 }
 
@@ -77,6 +84,8 @@ func assertToken(t *testing.T, got, want *store.Token) {
 	check("RevokedAt", got.RevokedAt.Equal(want.RevokedAt))
 	check("EnrollmentID", got.EnrollmentID == want.EnrollmentID)
 	check("FamilyID", got.FamilyID == want.FamilyID)
+	check("Profile", got.Profile == want.Profile)
+	check("RequiredAppID", got.RequiredAppID == want.RequiredAppID)
 	if len(diffs) > 0 {
 		t.Errorf("token differs in %s:\n got %+v\nwant %+v", strings.Join(diffs, ", "), *got, *want)
 	}
@@ -134,6 +143,9 @@ func testTokens(t *testing.T, f Factory) {
 			assertToken(t, tok, want)
 			tok.ManagedAppleID = "new@appleid.example.com"
 			tok.ExpiresAt = tok.ExpiresAt.Add(time.Hour)
+			// A changed profile is written, a cleared app id stays cleared.
+			tok.Profile = "kiosk"
+			tok.RequiredAppID = 0
 			return nil
 		})
 		if err != nil {
@@ -141,6 +153,8 @@ func testTokens(t *testing.T, f Factory) {
 		}
 		want.ManagedAppleID = "new@appleid.example.com"
 		want.ExpiresAt = want.ExpiresAt.Add(time.Hour)
+		want.Profile = "kiosk"
+		want.RequiredAppID = 0
 		assertToken(t, got, want)
 		assertToken(t, mustToken(t, s, want.Hash), want)
 	})

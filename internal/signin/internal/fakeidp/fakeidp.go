@@ -1,7 +1,8 @@
 // Package fakeidp is an OpenID Connect provider for tests: discovery, JWKS,
 // an authorization endpoint that signs the scripted user in at once, a token
-// endpoint (authorization code with PKCE S256 and client authentication)
-// and UserInfo, on an httptest.Server. Tests script the claims and the
+// endpoint (authorization code with PKCE S256 and client authentication;
+// refresh tokens for scope offline_access, optionally rotating) and
+// UserInfo, on an httptest.Server. Tests script the claims and the
 // faults; the provider records what the relying party sent and reports
 // protocol violations.
 package fakeidp
@@ -74,6 +75,30 @@ type Login struct {
 	SigningKey *rsa.PrivateKey
 	// UserInfoStatus makes UserInfo answer with that status.
 	UserInfoStatus int
+	// NoRefreshToken issues no refresh token even for scope offline_access
+	// (a provider that wants more, like Google's access_type=offline).
+	NoRefreshToken bool
+}
+
+// Refresh scripts what the token endpoint does with refresh_token grants.
+type Refresh struct {
+	// Status and Error refuse every refresh with that status and OAuth
+	// error code: 400 invalid_grant is a refusal of the user, a 5xx an
+	// outage.
+	Status int
+	Error  string
+	// Rotate replaces the refresh token on every refresh; the old one is
+	// retired and presenting it again is a protocol violation.
+	Rotate bool
+	// NoIDToken leaves id_token out of refresh responses.
+	NoIDToken bool
+	// Subject, when set, is the sub of refreshed ID tokens (and of
+	// UserInfo with the refreshed access token).
+	Subject string
+	// IDClaims and UserInfoClaims are laid over the user's claims in
+	// every refresh response (a nil value removes a claim).
+	IDClaims       map[string]any
+	UserInfoClaims map[string]any
 }
 
 type grant struct {
@@ -84,6 +109,8 @@ type grant struct {
 	redirectURI string
 	authTime    time.Time
 	accessToken string
+	// offline is set when the authorization asked for offline_access.
+	offline bool
 }
 
 // Provider is a running fake OpenID Connect provider.
@@ -104,6 +131,10 @@ type Provider struct {
 	hits       map[Endpoint]int
 	codes      map[string]*grant
 	access     map[string]*grant
+	refresh    Refresh
+	refreshes  map[string]*grant // live refresh tokens
+	retired    map[string]bool   // refresh tokens replaced by rotation
+	revoked    map[string]bool   // refresh tokens of disabled users
 	authz      []url.Values
 	tokenReqs  []url.Values
 	issued     []string
@@ -161,6 +192,9 @@ func New(now func() time.Time) *Provider {
 		hits:         map[Endpoint]int{},
 		codes:        map[string]*grant{},
 		access:       map[string]*grant{},
+		refreshes:    map[string]*grant{},
+		retired:      map[string]bool{},
+		revoked:      map[string]bool{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+paths[Discovery], p.guard(Discovery, p.discovery))
@@ -187,6 +221,56 @@ func (p *Provider) Script(l Login) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.login = l
+}
+
+// ScriptRefresh sets what the next refresh_token grants do.
+func (p *Provider) ScriptRefresh(r Refresh) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r.IDClaims = maps.Clone(r.IDClaims)
+	r.UserInfoClaims = maps.Clone(r.UserInfoClaims)
+	p.refresh = r
+}
+
+// DisableUser revokes every refresh token issued to subject: the next
+// refresh with one of them is refused with invalid_grant (no violation).
+func (p *Provider) DisableUser(subject string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for rt, g := range p.refreshes {
+		if g.login.Subject == subject {
+			delete(p.refreshes, rt)
+			p.revoked[rt] = true
+		}
+	}
+}
+
+// RefreshTokens returns the live refresh tokens issued to subject.
+func (p *Provider) RefreshTokens(subject string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for rt, g := range p.refreshes {
+		if g.login.Subject == subject {
+			out = append(out, rt)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Refreshes returns how many refresh_token grants the token endpoint
+// received.
+func (p *Provider) Refreshes() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, f := range p.tokenReqs {
+		if f.Get("grant_type") == "refresh_token" {
+			n++
+		}
+	}
+	return n
 }
 
 // SetDown makes an endpoint answer with status (0: serve normally).
@@ -345,6 +429,7 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		nonce:       q.Get("nonce"),
 		redirectURI: redirect,
 		authTime:    p.now(),
+		offline:     slices.Contains(strings.Fields(q.Get("scope")), "offline_access"),
 	}
 	back(url.Values{"code": {code}})
 }
@@ -385,11 +470,19 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
 		return
 	}
-	if gt := r.PostForm.Get("grant_type"); gt != "authorization_code" {
+	switch gt := r.PostForm.Get("grant_type"); gt {
+	case "authorization_code":
+		p.exchange(w, r)
+	case "refresh_token":
+		p.refreshGrant(w, r)
+	default:
 		p.violate("token: grant_type=%s", gt)
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unsupported_grant_type"})
-		return
 	}
+}
+
+// exchange redeems an authorization code. Called with p.mu held.
+func (p *Provider) exchange(w http.ResponseWriter, r *http.Request) {
 	g := p.codes[r.PostForm.Get("code")]
 	if g == nil {
 		p.violate("token: unknown or used code")
@@ -413,21 +506,102 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	}
 	delete(p.codes, r.PostForm.Get("code"))
 
+	resp, err := p.tokens(g, !g.login.NoIDToken)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error"})
+		return
+	}
+	if g.offline && !g.login.NoRefreshToken {
+		rt := "rt-" + rand.Text()
+		p.refreshes[rt] = g
+		p.issued = append(p.issued, rt)
+		resp["refresh_token"] = rt
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// tokens issues an access token (and an ID token) for g. Called with p.mu
+// held.
+func (p *Provider) tokens(g *grant, withIDToken bool) (map[string]any, error) {
 	g.accessToken = "at-" + rand.Text()
 	p.access[g.accessToken] = g
 	p.issued = append(p.issued, g.accessToken)
 	resp := map[string]any{"access_token": g.accessToken, "token_type": "Bearer", "expires_in": 3600}
-	if !g.login.NoIDToken {
+	if withIDToken {
 		idt := g.login.RawIDToken
 		if idt == "" {
 			var err error
 			if idt, err = p.idToken(g); err != nil {
-				writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error"})
-				return
+				return nil, err
 			}
 		}
 		p.issued = append(p.issued, idt)
 		resp["id_token"] = idt
+	}
+	return resp, nil
+}
+
+// refreshGrant redeems a refresh token: the provider re-checks the user
+// (scripted with ScriptRefresh and DisableUser). Called with p.mu held.
+func (p *Provider) refreshGrant(w http.ResponseWriter, r *http.Request) {
+	rt := r.PostForm.Get("refresh_token")
+	g := p.refreshes[rt]
+	switch {
+	case rt == "":
+		p.violate("token: refresh without refresh_token")
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request"})
+		return
+	case p.retired[rt]:
+		p.violate("token: refresh token used again after rotation")
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_grant"})
+		return
+	case p.revoked[rt]:
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_grant"})
+		return
+	case g == nil:
+		p.violate("token: unknown refresh token")
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_grant"})
+		return
+	}
+	if r.PostForm.Has("redirect_uri") || r.PostForm.Has("code") || r.PostForm.Has("code_verifier") {
+		p.violate("token: refresh with authorization code parameters")
+	}
+	sc := p.refresh
+	if sc.Status != 0 {
+		writeJSON(w, sc.Status, map[string]string{"error": sc.Error})
+		return
+	}
+	// The refreshed grant: the same user and authentication, with the
+	// claims the provider has now; no nonce (OpenID Connect Core 12.2).
+	ng := *g
+	ng.login = cloneLogin(g.login)
+	if sc.Subject != "" {
+		ng.login.Subject = sc.Subject
+	}
+	if ng.login.IDClaims == nil {
+		ng.login.IDClaims = map[string]any{}
+	}
+	maps.Copy(ng.login.IDClaims, sc.IDClaims)
+	if len(sc.UserInfoClaims) > 0 {
+		if ng.login.UserInfoClaims == nil {
+			ng.login.UserInfoClaims = map[string]any{}
+		}
+		maps.Copy(ng.login.UserInfoClaims, sc.UserInfoClaims)
+	}
+	ng.login.RawIDToken, ng.login.SigningKey = "", nil
+	ng.nonce = ""
+	resp, err := p.tokens(&ng, !sc.NoIDToken)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error"})
+		return
+	}
+	if sc.Rotate {
+		next := "rt-" + rand.Text()
+		delete(p.refreshes, rt)
+		p.retired[rt] = true
+		p.refreshes[next] = g
+		p.issued = append(p.issued, next)
+		resp["refresh_token"] = next
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -440,8 +614,10 @@ func (p *Provider) idToken(g *grant) (string, error) {
 		"aud":       p.ClientID,
 		"iat":       now.Unix(),
 		"exp":       now.Add(time.Hour).Unix(),
-		"nonce":     g.nonce,
 		"auth_time": g.authTime.Unix(),
+	}
+	if g.nonce != "" {
+		claims["nonce"] = g.nonce
 	}
 	for k, v := range g.login.IDClaims {
 		if v == nil {
