@@ -36,6 +36,9 @@ type Options struct {
 	// Discovery replaces the discovery block's lines. Default: domains
 	// example.com, mode byod, mode Mac adde.
 	Discovery string
+	// ExtraRedirectURIs are registered at the provider too (for another
+	// gateway a test starts).
+	ExtraRedirectURIs []string
 	// ProfileSignCert and ProfileSignKey, when set, sign served profiles.
 	ProfileSignCert, ProfileSignKey string
 	// Website, when set, is the body of a second site, the organization's
@@ -74,6 +77,9 @@ type Lab struct {
 	WebsiteURL string
 	// Dir holds the lab's files (certificates, templates).
 	Dir string
+	// CertPath and KeyPath are the TLS server certificate (127.0.0.1,
+	// localhost) issued by CA.
+	CertPath, KeyPath string
 }
 
 // Start builds what is missing and starts every part.
@@ -107,6 +113,8 @@ func Start(tb testenv.TB, o Options) (*Lab, error) {
 	}
 	httpsPort, httpPort, adminPort := ports[0], ports[1], ports[2]
 	l := &Lab{
+		CertPath:   certPath,
+		KeyPath:    keyPath,
 		Dir:        dir,
 		CA:         ca,
 		BaseURL:    fmt.Sprintf("https://127.0.0.1:%d", httpsPort),
@@ -121,7 +129,7 @@ func Start(tb testenv.TB, o Options) (*Lab, error) {
 	if l.NanoMDM, err = testenv.StartNanoMDM(tb, testenv.NanoMDMOptions{CAPath: caPath}); err != nil {
 		return nil, err
 	}
-	if l.OIDC, err = testenv.StartOIDC(tb, o.Users, []string{l.BaseURL + "/mdmauth/oidc/callback"}); err != nil {
+	if l.OIDC, err = testenv.StartOIDC(tb, o.Users, append([]string{l.BaseURL + "/mdmauth/oidc/callback"}, o.ExtraRedirectURIs...)); err != nil {
 		return nil, err
 	}
 	l.TemplatePath = filepath.Join(dir, "enroll.mobileconfig")
