@@ -15,6 +15,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -61,7 +62,7 @@ func (m ClaimMatch) Met(v any) bool {
 		case bool:
 			s = fmt.Sprint(t)
 		case float64:
-			s = fmt.Sprint(t)
+			s = strconv.FormatFloat(t, 'f', -1, 64)
 		default:
 			return false
 		}

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mdmauth/mdmauth/internal/policy"
 	"github.com/mdmauth/mdmauth/internal/store"
 	"github.com/mdmauth/mdmauth/internal/token"
 )
@@ -55,32 +56,7 @@ type ClaimRequirement struct {
 }
 
 func (req ClaimRequirement) met(v any) bool {
-	match := func(x any) bool {
-		s, ok := x.(string)
-		if !ok {
-			if b, isBool := x.(bool); isBool {
-				s, ok = fmt.Sprint(b), true
-			}
-		}
-		if !ok {
-			return false
-		}
-		for _, want := range req.Values {
-			if s == want {
-				return true
-			}
-		}
-		return false
-	}
-	if list, ok := v.([]any); ok {
-		for _, x := range list {
-			if match(x) {
-				return true
-			}
-		}
-		return false
-	}
-	return match(v)
+	return policy.ClaimMatch{Claim: req.Claim, Values: req.Values}.Met(v)
 }
 
 func (s *Web) checkRequirements(ctx context.Context, id *Identity) *refusal {
