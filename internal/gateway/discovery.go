@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"go.uber.org/zap"
 
@@ -104,32 +103,14 @@ func (dc *Discovery) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // redirect sends the device to the MDM host, the query carried over.
 func (dc *Discovery) redirect(w http.ResponseWriter, r *http.Request, req apple.DiscoveryRequest) {
-	q := "user-identifier=" + escapeRFC3986(req.UserIdentifier)
+	q := "user-identifier=" + apple.Escape(req.UserIdentifier, "@+")
 	if req.ModelFamily != "" {
-		q += "&model-family=" + escapeRFC3986(req.ModelFamily)
+		q += "&model-family=" + apple.Escape(req.ModelFamily, "")
 	}
 	w.Header().Set("Location", dc.Redirect+apple.WellKnownPath+"?"+q)
 	w.WriteHeader(http.StatusPermanentRedirect)
 	dc.Log.Info("discovery redirected", zap.String("user_identifier", req.UserIdentifier),
 		zap.String("model_family", req.ModelFamily), zap.String("to", dc.Redirect))
-}
-
-// escapeRFC3986 percent-encodes everything but unreserved characters and
-// '@' and '+', which the device itself sends unescaped.
-func escapeRFC3986(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("-._~@+", c) >= 0 {
-			b.WriteByte(c)
-			continue
-		}
-		const hex = "0123456789ABCDEF"
-		b.WriteByte('%')
-		b.WriteByte(hex[c>>4])
-		b.WriteByte(hex[c&15])
-	}
-	return b.String()
 }
 
 // refuse answers 403 com.apple.well-known.failed, or 404 for an unknown

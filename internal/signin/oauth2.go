@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mdmauth/mdmauth/internal/apple"
 	"github.com/mdmauth/mdmauth/internal/policy"
 	"github.com/mdmauth/mdmauth/internal/store"
 	"github.com/mdmauth/mdmauth/internal/token"
@@ -166,7 +167,7 @@ func (s *Web) finishOAuth(w http.ResponseWriter, r *http.Request, st loginState,
 	} else {
 		loc += "?"
 	}
-	loc += "code=" + escapeComponent(code) + "&state=" + escapeComponent(st.OAuth.State)
+	loc += "code=" + apple.Escape(code, "") + "&state=" + apple.Escape(st.OAuth.State, "")
 	s.Log.Info("authorization code issued", zap.String("iss", g.Issuer), zap.String("sub", g.Subject),
 		zap.String("managed_apple_id", g.ManagedAppleID), zap.String("mode", g.Mode), zap.String("kind", st.Flow.Kind),
 		zap.String("enrollment_id", st.Flow.EnrollmentID), zap.Bool("pkce", st.OAuth.Challenge != ""))
@@ -288,24 +289,6 @@ func vschar(s string) bool {
 		}
 	}
 	return true
-}
-
-// escapeComponent percent-encodes all but RFC 3986 unreserved characters,
-// so that a space is %20, never '+' (devices read '+' as a plus).
-func escapeComponent(v string) string {
-	var b strings.Builder
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
-			b.WriteByte(c)
-			continue
-		}
-		const hex = "0123456789ABCDEF"
-		b.WriteByte('%')
-		b.WriteByte(hex[c>>4])
-		b.WriteByte(hex[c&15])
-	}
-	return b.String()
 }
 
 // retry runs fn up to three times while it fails with a store error that
