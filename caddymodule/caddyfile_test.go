@@ -326,6 +326,97 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{"revalidate_on_refresh at the default pace", "oidc {\nrevalidate_on_refresh\n}", func(h *Handler) {
 			h.OIDC.RevalidateOnRefresh = true
 		}},
+		{"managed_apple_id_template", "oidc {\nmanaged_apple_id_template {claim.upn}@appleid.example.com\n}", func(h *Handler) {
+			h.OIDC.ManagedAppleIDTemplate = "{claim.upn}@appleid.example.com"
+		}},
+		{"unknown 404", "discovery {\nunknown 404\n}", func(h *Handler) { h.Discovery.Unknown = "404" }},
+		{"unknown 403", "discovery {\nunknown 403\n}", func(h *Handler) { h.Discovery.Unknown = "403" }},
+		{"unknown 403 with a message", "discovery {\nunknown 403 \"Use your example.com account.\"\n}", func(h *Handler) {
+			h.Discovery.Unknown, h.Discovery.UnknownMessage = "403", "Use your example.com account."
+		}},
+		{"a later unknown wins", "discovery {\nunknown 403 \"Not here.\"\n}\ndiscovery {\nunknown 404\n}", func(h *Handler) {
+			h.Discovery.Unknown, h.Discovery.UnknownMessage = "404", "Not here."
+		}},
+		{"enrollment_profile with signing", `enrollment_profile /etc/signed.mobileconfig {
+			sign_cert /etc/mdmauth/chain.pem
+			sign_key {env.SIGN_KEY}
+		}`, func(h *Handler) {
+			h.EnrollmentProfile = "/etc/signed.mobileconfig"
+			h.ProfileSigning = &ProfileSigning{CertFile: "/etc/mdmauth/chain.pem", KeyFile: "{env.SIGN_KEY}"}
+		}},
+		{"enrollment_profile with an empty block", "enrollment_profile /etc/other.mobileconfig {\n}", func(h *Handler) {
+			h.EnrollmentProfile = "/etc/other.mobileconfig"
+		}},
+		{"enrollment_profiles", `enrollment_profiles {
+			kiosk /etc/kiosk.mobileconfig
+			"shared ipads" /etc/shared.mobileconfig
+		}
+		enrollment_profiles {
+			adde {env.ADDE_PROFILE}
+		}`, func(h *Handler) {
+			h.EnrollmentProfiles = map[string]string{
+				"kiosk": "/etc/kiosk.mobileconfig", "shared ipads": "/etc/shared.mobileconfig", "adde": "{env.ADDE_PROFILE}",
+			}
+		}},
+		{"policy in full", `policy {
+			rule contractors {
+				domains contractors.example.com
+				deny "Contractors cannot enroll."
+			}
+			rule macs {
+				domains example.com example.org
+				domains example.net
+				families Mac
+				families RealityDevice
+				claim groups mdm-adde mdm-admins
+				claim hd example.com
+				mode adde
+				profile corporate
+				required_app_id 1234567890
+				max_devices 3
+			}
+			rule {
+				deny
+			}
+		}`, func(h *Handler) {
+			h.Policy = &Policy{Rules: []PolicyRule{
+				{Name: "contractors", Domains: []string{"contractors.example.com"}, Deny: true, Message: "Contractors cannot enroll."},
+				{
+					Name: "macs", Domains: []string{"example.com", "example.org", "example.net"}, Families: []string{"Mac", "RealityDevice"},
+					Claims: []RequireClaim{{Claim: "groups", Values: []string{"mdm-adde", "mdm-admins"}}, {Claim: "hd", Values: []string{"example.com"}}},
+					Mode:   "adde", Profile: "corporate", RequiredAppID: 1234567890, MaxDevices: 3,
+				},
+				{Deny: true},
+			}}
+		}},
+		{"policy blocks append", "policy {\nrule a {\nmode byod\n}\n}\npolicy {\nrule b {\n}\n}", func(h *Handler) {
+			h.Policy = &Policy{Rules: []PolicyRule{{Name: "a", Mode: "byod"}, {Name: "b"}}}
+		}},
+		{"empty policy block", "policy {\n}", func(h *Handler) { h.Policy = &Policy{} }},
+		{"esso in full", `esso {
+			itunes_store_id 1234567890
+			associated_domains authsrv:login.example.com
+			associated_domains webcredentials:login.example.com applinks:example.com
+			direct_downloads
+			configuration_profile /etc/mdmauth/esso.mobileconfig
+			declarations /etc/a.json /etc/b.json
+			declarations /etc/c.json
+			app_ids ABCDE12345.com.example.sso ABCDE12345.com.example.sso2
+			test_mode
+		}`, func(h *Handler) {
+			h.ESSO = &ESSO{
+				ITunesStoreID:        1234567890,
+				AssociatedDomains:    []string{"authsrv:login.example.com", "webcredentials:login.example.com", "applinks:example.com"},
+				DirectDownloads:      true,
+				ConfigurationProfile: "/etc/mdmauth/esso.mobileconfig",
+				Declarations:         []string{"/etc/a.json", "/etc/b.json", "/etc/c.json"},
+				AppIDs:               []string{"ABCDE12345.com.example.sso", "ABCDE12345.com.example.sso2"},
+				TestMode:             true,
+			}
+		}},
+		{"esso blocks merge", "esso {\nitunes_store_id 1\n}\nesso {\nconfiguration_profile /p\n}", func(h *Handler) {
+			h.ESSO = &ESSO{ITunesStoreID: 1, ConfigurationProfile: "/p"}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -377,6 +468,17 @@ func TestGlobalOption(t *testing.T) {
 func TestCaddyfileErrors(t *testing.T) {
 	site := func(body string) string {
 		return "mdm.example.com {\n\tmdm_auth {\n" + body + "\n\t}\n}\n"
+	}
+	// rule puts one option on line 5, inside a rule of a policy block;
+	// essoOpt and discoveryOpt put it on line 4, inside an esso or a
+	// discovery block. dsite is site for mdm_discovery.
+	rule := func(opt string) string {
+		return site("\t\tpolicy {\n\t\t\trule {\n\t\t\t\t" + opt + "\n\t\t\t}\n\t\t}")
+	}
+	essoOpt := func(opt string) string { return site("\t\tesso {\n\t\t\t" + opt + "\n\t\t}") }
+	discoveryOpt := func(opt string) string { return site("\t\tdiscovery {\n\t\t\t" + opt + "\n\t\t}") }
+	dsite := func(body string) string {
+		return "example.com {\n\tmdm_discovery {\n" + body + "\n\t}\n}\n"
 	}
 	tests := []struct {
 		name   string
@@ -449,6 +551,83 @@ func TestCaddyfileErrors(t *testing.T) {
 		// Like the oauth2 durations: a pace of zero or less is a mistake,
 		// not a request for the default.
 		{"revalidate_on_refresh negative", site("\t\toidc {\n\t\t\trevalidate_on_refresh -15m\n\t\t}"), []string{"revalidate_on_refresh:", `"-15m"`}, 4},
+
+		// policy
+		{"policy with an argument", site("\t\tpolicy strict {\n\t\t}"), []string{"wrong argument count"}, 3},
+		{"unknown policy option", site("\t\tpolicy {\n\t\t\trules {\n\t\t\t}\n\t\t}"), []string{`unknown policy option "rules" (want rule)`}, 4},
+		{"rule with two names", site("\t\tpolicy {\n\t\t\trule a b {\n\t\t\t}\n\t\t}"), []string{"wrong argument count"}, 4},
+		{"unknown rule option", rule("domain example.com"), []string{`unknown policy rule option "domain"`}, 5},
+		{"discovery option in a rule", rule("unknown 404"), []string{`unknown policy rule option "unknown"`}, 5},
+		{"rule domains without value", rule("domains"), []string{"wrong argument count", "'domains'"}, 5},
+		{"rule families without value", rule("families"), []string{"wrong argument count", "'families'"}, 5},
+		{"rule claim without value", rule("claim groups"), []string{"wrong argument count", "'groups'"}, 5},
+		{"rule mode with two values", rule("mode byod adde"), []string{"wrong argument count"}, 5},
+		{"rule profile without value", rule("profile"), []string{"wrong argument count", "'profile'"}, 5},
+		{"deny with two messages", rule(`deny "no" "never"`), []string{"wrong argument count"}, 5},
+		{"required_app_id not a number", rule("required_app_id abc"), []string{`required_app_id: want a positive integer, got "abc"`}, 5},
+		{"required_app_id zero", rule("required_app_id 0"), []string{`required_app_id: want a positive integer, got "0"`}, 5},
+		{"required_app_id negative", rule("required_app_id -1"), []string{`required_app_id: want a positive integer, got "-1"`}, 5},
+		{"required_app_id too large", rule("required_app_id 99999999999999999999"), []string{`required_app_id: want a positive integer, got "99999999999999999999"`}, 5},
+		{"required_app_id without value", rule("required_app_id"), []string{"wrong argument count", "'required_app_id'"}, 5},
+		{"max_devices fractional", rule("max_devices 1.5"), []string{`max_devices: want a positive integer, got "1.5"`}, 5},
+		{"max_devices zero", rule("max_devices 0"), []string{`max_devices: want a positive integer, got "0"`}, 5},
+		{"max_devices with two values", rule("max_devices 1 2"), []string{"wrong argument count"}, 5},
+
+		// esso
+		{"esso with an argument", site("\t\tesso 1234567890"), []string{"wrong argument count"}, 3},
+		{"unknown esso option", essoOpt("itunes_id 1"), []string{`unknown esso option "itunes_id"`}, 4},
+		{"itunes_store_id not a number", essoOpt("itunes_store_id id1234567890"), []string{`itunes_store_id: want a positive integer, got "id1234567890"`}, 4},
+		{"itunes_store_id zero", essoOpt("itunes_store_id 0"), []string{`itunes_store_id: want a positive integer, got "0"`}, 4},
+		{"itunes_store_id negative", essoOpt("itunes_store_id -7"), []string{`itunes_store_id: want a positive integer, got "-7"`}, 4},
+		{"itunes_store_id with two values", essoOpt("itunes_store_id 1 2"), []string{"wrong argument count"}, 4},
+		{"associated_domains without value", essoOpt("associated_domains"), []string{"wrong argument count", "'associated_domains'"}, 4},
+		{"declarations without value", essoOpt("declarations"), []string{"wrong argument count", "'declarations'"}, 4},
+		{"app_ids without value", essoOpt("app_ids"), []string{"wrong argument count", "'app_ids'"}, 4},
+		{"configuration_profile with two values", essoOpt("configuration_profile /a /b"), []string{"wrong argument count"}, 4},
+		{"test_mode with a value", essoOpt("test_mode on"), []string{"wrong argument count"}, 4},
+		{"direct_downloads with a value", essoOpt("direct_downloads true"), []string{"wrong argument count"}, 4},
+
+		// discovery unknown
+		{"unknown without value", discoveryOpt("unknown"), []string{`unknown: want 403 ["message"] or 404`}, 4},
+		{"unknown other status", discoveryOpt("unknown 410"), []string{`unknown: want 403 ["message"] or 404`}, 4},
+		{"unknown 404 with a message", discoveryOpt(`unknown 404 "Ask Apple."`), []string{`unknown: want 403 ["message"] or 404`}, 4},
+		{"unknown 403 with two messages", discoveryOpt(`unknown 403 "a" "b"`), []string{`unknown: want 403 ["message"] or 404`}, 4},
+		{"unknown message without status", discoveryOpt(`unknown "Not here."`), []string{`unknown: want 403 ["message"] or 404`}, 4},
+
+		// enrollment profiles and signing
+		{"enrollment_profile with two files", site("\t\tenrollment_profile /a /b"), []string{"wrong argument count"}, 3},
+		{"sign_cert without sign_key", site("\t\tenrollment_profile /e {\n\t\t\tsign_cert /c.pem\n\t\t}"),
+			[]string{"enrollment_profile: sign_cert and sign_key go together"}, 5},
+		{"sign_key without sign_cert", site("\t\tenrollment_profile /e {\n\t\t\tsign_key /k.pem\n\t\t}"),
+			[]string{"enrollment_profile: sign_cert and sign_key go together"}, 5},
+		{"sign_cert without value", site("\t\tenrollment_profile /e {\n\t\t\tsign_cert\n\t\t\tsign_key /k.pem\n\t\t}"),
+			[]string{"wrong argument count", "'sign_cert'"}, 4},
+		{"unknown enrollment_profile option", site("\t\tenrollment_profile /e {\n\t\t\tsign_chain /c.pem\n\t\t}"),
+			[]string{`unknown enrollment_profile option "sign_chain" (want sign_cert, sign_key)`}, 4},
+		{"enrollment_profiles with an argument", site("\t\tenrollment_profiles /etc/profiles {\n\t\t}"), []string{"wrong argument count"}, 3},
+		{"enrollment_profiles entry without file", site("\t\tenrollment_profiles {\n\t\t\tkiosk\n\t\t}"), []string{"wrong argument count", "'kiosk'"}, 4},
+		{"enrollment_profiles entry with two files", site("\t\tenrollment_profiles {\n\t\t\tkiosk /a /b\n\t\t}"), []string{"wrong argument count"}, 4},
+		{"enrollment_profiles name twice", site("\t\tenrollment_profiles {\n\t\t\tkiosk /a\n\t\t\tkiosk /b\n\t\t}"),
+			[]string{`enrollment_profiles: "kiosk" given twice`}, 5},
+		{"managed_apple_id_template without value", site("\t\toidc {\n\t\t\tmanaged_apple_id_template\n\t\t}"),
+			[]string{"wrong argument count", "'managed_apple_id_template'"}, 4},
+
+		// mdm_discovery
+		{"mdm_discovery path matcher", "example.com {\n\tmdm_discovery /.well-known/* {\n\t\tredirect https://mdm.example.com\n\t}\n}\n",
+			[]string{"mdm_discovery takes no matcher or arguments", `"/.well-known/*"`}, 2},
+		{"mdm_discovery named matcher", "example.com {\n\t@wk path /.well-known/*\n\tmdm_discovery @wk {\n\t\tredirect https://mdm.example.com\n\t}\n}\n",
+			[]string{"mdm_discovery takes no matcher or arguments", `"@wk"`}, 3},
+		{"mdm_discovery argument", "example.com {\n\tmdm_discovery https://mdm.example.com\n}\n",
+			[]string{"mdm_discovery takes no matcher or arguments", `"https://mdm.example.com"`}, 2},
+		{"unknown mdm_discovery option", dsite("\t\tdiscovery {\n\t\t}"), []string{`unknown mdm_discovery option "discovery"`}, 3},
+		{"redirect without value", dsite("\t\tredirect"), []string{"wrong argument count", "'redirect'"}, 3},
+		{"base_url with two values", dsite("\t\tbase_url https://a/x https://b/x"), []string{"wrong argument count"}, 3},
+		{"mdm_discovery domains without value", dsite("\t\tdomains"), []string{"wrong argument count", "'domains'"}, 3},
+		{"mdm_discovery mode without value", dsite("\t\tmode"), []string{"wrong argument count", "'mode'"}, 3},
+		{"mdm_discovery unknown 404 with a message", dsite("\t\tunknown 404 \"x\""), []string{`unknown: want 403 ["message"] or 404`}, 3},
+		{"mdm_discovery unknown policy option", dsite("\t\tpolicy {\n\t\t\tallow example.com\n\t\t}"), []string{`unknown policy option "allow" (want rule)`}, 4},
+		{"mdm_discovery bad rule integer", dsite("\t\tpolicy {\n\t\t\trule {\n\t\t\t\tmax_devices many\n\t\t\t}\n\t\t}"),
+			[]string{`max_devices: want a positive integer, got "many"`}, 5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -84,7 +84,8 @@ func (h *DiscoveryHandler) Provision(ctx caddy.Context) error {
 		}
 	default:
 		u, err := url.Parse(base)
-		if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || strings.HasSuffix(u.Path, "/") {
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.ForceQuery ||
+			u.Fragment != "" || strings.HasSuffix(u.Path, "/") || u.String() != base {
 			return fmt.Errorf("mdm_discovery: base_url %q must be https://host[:port]/prefix, without a trailing slash", base)
 		}
 		d.BaseURL = func(*http.Request) string { return base }

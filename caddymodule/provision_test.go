@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -145,6 +146,27 @@ func TestProvisionErrors(t *testing.T) {
 <plist version="1.0"><dict><key>PayloadType</key><string>com.apple.mdm</string></dict></plist>
 `)
 	missing := filepath.Join(dir, "missing.mobileconfig")
+	kiosk := writeKioskProfile(t, dir)
+	signing := currentSigningIdentity(t, dir, "signing")
+	other := currentSigningIdentity(t, dir, "other")
+	expired := writeSigningIdentity(t, dir, "expired", time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
+	ssoProfile := filepath.Join(essoTestdata, "redirect.mobileconfig")
+	// policy sets the policy rules of a handler config.
+	policy := func(rules ...map[string]any) func(map[string]any) {
+		return func(h map[string]any) { h["policy"] = map[string]any{"rules": rules} }
+	}
+	// withESSO sets the esso block of a handler config.
+	withESSO := func(e map[string]any) func(map[string]any) {
+		return func(h map[string]any) { h["esso"] = e }
+	}
+	// signWith sets the profile signing files of a handler config.
+	signWith := func(cert, key string) func(map[string]any) {
+		return func(h map[string]any) { h["profile_signing"] = map[string]any{"cert_file": cert, "key_file": key} }
+	}
+	// oidcOption sets one oidc option of a handler config.
+	oidcOption := func(name, value string) func(map[string]any) {
+		return func(h map[string]any) { h["oidc"].(map[string]any)[name] = value }
+	}
 
 	tests := []struct {
 		name   string
@@ -302,6 +324,96 @@ func TestProvisionErrors(t *testing.T) {
 		{"require_claims without a claim name", func(h map[string]any) {
 			h["oidc"].(map[string]any)["require_claims"] = []any{map[string]any{"values": []string{"mdm-users"}}}
 		}, []string{"require_claims: a claim name and at least one value are needed"}},
+
+		{"policy rule naming an unknown profile", policy(map[string]any{"name": "kiosks", "domains": []string{"example.com"}, "profile": "kiosk"}),
+			[]string{`policy: kiosks: unknown enrollment profile "kiosk"`}},
+		{"policy rule naming another profile", func(h map[string]any) {
+			h["enrollment_profiles"] = map[string]string{"kiosk": kiosk}
+			policy(map[string]any{"profile": "Kiosk"})(h)
+		}, []string{`policy: rule 1: unknown enrollment profile "Kiosk"`}},
+		{"policy rule with a bad family", policy(map[string]any{"domains": []string{"example.com"}}, map[string]any{"families": []string{"mac"}}),
+			[]string{`policy: rule 2: unknown model family "mac"`}},
+		{"policy rule with Watch", policy(map[string]any{"name": "watches", "families": []string{"Watch"}}),
+			[]string{`policy: watches: unknown model family "Watch"`}},
+		{"policy rule with a bad mode", policy(map[string]any{"mode": "device"}),
+			[]string{`policy: rule 1: mode "device": want byod or adde`}},
+		{"deny rule with a profile", func(h map[string]any) {
+			h["enrollment_profiles"] = map[string]string{"kiosk": kiosk}
+			policy(map[string]any{"deny": true, "profile": "kiosk"})(h)
+		}, []string{"policy: rule 1: a deny rule takes no mode, profile, max_devices or required_app_id"}},
+		{"negative max_devices", policy(map[string]any{"max_devices": -1}),
+			[]string{"policy: rule 1: max_devices and required_app_id must not be negative"}},
+		{"policy rule claim without values", policy(map[string]any{"claims": []any{map[string]any{"claim": "groups", "values": []string{}}}}),
+			[]string{"policy: rule 1: a claim condition needs a claim and at least one value"}},
+		{"policy without rules", policy(), []string{"policy: at least one rule is needed"}},
+
+		{"enrollment_profiles file missing", func(h map[string]any) { h["enrollment_profiles"] = map[string]string{"kiosk": missing} },
+			[]string{"enrollment_profiles kiosk:", "no such file or directory"}},
+		{"enrollment_profiles not a profile", func(h map[string]any) { h["enrollment_profiles"] = map[string]string{"kiosk": garbage} },
+			[]string{"enrollment_profiles kiosk " + garbage, "not an XML plist"}},
+		{"enrollment_profiles empty name", func(h map[string]any) { h["enrollment_profiles"] = map[string]string{"": kiosk} },
+			[]string{"enrollment_profiles: empty name"}},
+
+		{"managed Apple ID claim and template", func(h map[string]any) {
+			oidcOption("managed_apple_id_claim", "upn")(h)
+			oidcOption("managed_apple_id_template", "{claim.preferred_username}@appleid.example.com")(h)
+		}, []string{"oidc: set managed_apple_id_claim or managed_apple_id_template, not both"}},
+		{"template without a claim", oidcOption("managed_apple_id_template", "alice@appleid.example.com"),
+			[]string{"oidc: managed_apple_id_template must use at least one {claim.NAME}"}},
+		{"template without an at sign", oidcOption("managed_apple_id_template", "{claim.preferred_username}.appleid.example.com"),
+			[]string{"oidc: managed_apple_id_template must read like an address"}},
+		{"template with two at signs", oidcOption("managed_apple_id_template", "{claim.sub}@corp@appleid.example.com"),
+			[]string{"oidc: managed_apple_id_template must read like an address"}},
+		{"template with another placeholder", oidcOption("managed_apple_id_template", "{env.USER}@appleid.example.com"),
+			[]string{"oidc: managed_apple_id_template must use at least one {claim.NAME}"}},
+		{"template with a stray brace", oidcOption("managed_apple_id_template", "{claim.sub}}@appleid.example.com"),
+			[]string{"oidc: managed_apple_id_template must read like an address"}},
+
+		{"esso with a Wi-Fi profile", withESSO(map[string]any{"itunes_store_id": 1234567890, "configuration_profile": filepath.Join(essoTestdata, "wifi.mobileconfig")}),
+			[]string{"esso:", "PayloadType com.apple.wifi.managed", "may hold only com.apple.extensiblesso and certificate payloads"}},
+		{"esso with an enrollment profile", withESSO(map[string]any{"itunes_store_id": 1234567890, "configuration_profile": profile}),
+			[]string{"esso:", "PayloadType com.apple.security.scep"}},
+		{"esso app_ids without test_mode", withESSO(map[string]any{
+			"itunes_store_id": 1234567890, "configuration_profile": ssoProfile, "app_ids": []string{"ABCDE12345.com.example.sso"},
+		}), []string{"esso:", "AppIDs are for test mode only"}},
+		{"esso test_mode without app_ids", withESSO(map[string]any{"test_mode": true, "configuration_profile": ssoProfile}),
+			[]string{"esso:", "test mode needs at least one AppID"}},
+		{"esso without itunes_store_id", withESSO(map[string]any{"configuration_profile": ssoProfile}),
+			[]string{"esso:", "ITunesStoreID is required"}},
+		{"esso without profile or declarations", withESSO(map[string]any{"itunes_store_id": 1234567890}),
+			[]string{"esso:", "give a ConfigurationProfile, Declarations, or both"}},
+		{"esso direct_downloads without associated_domains", withESSO(map[string]any{
+			"itunes_store_id": 1234567890, "configuration_profile": ssoProfile, "direct_downloads": true,
+		}), []string{"esso:", "DirectDownloads"}},
+		{"esso configuration_profile missing", withESSO(map[string]any{"itunes_store_id": 1234567890, "configuration_profile": missing}),
+			[]string{"esso configuration_profile:", "no such file or directory"}},
+		{"esso declaration missing", withESSO(map[string]any{"itunes_store_id": 1234567890, "declarations": []string{missing}}),
+			[]string{"esso declarations:", "no such file or directory"}},
+		{"esso declaration of another app", withESSO(map[string]any{
+			"itunes_store_id": 987654321, "configuration_profile": ssoProfile,
+			"declarations": []string{
+				filepath.Join(essoTestdata, "declarations", "activation.json"), filepath.Join(essoTestdata, "declarations", "app.json"),
+				filepath.Join(essoTestdata, "declarations", "asset.json"), filepath.Join(essoTestdata, "declarations", "legacy.json"),
+			},
+		}), []string{"esso:", "AppStoreID 1234567890, but ITunesStoreID is 987654321"}},
+
+		{"signing key not matching the certificate", signWith(signing.certFile, other.keyFile),
+			[]string{"profile signing identity: the private key does not match the signing certificate"}},
+		{"signing certificate expired", signWith(expired.certFile, expired.keyFile),
+			[]string{"profile signing identity:", "expired"}},
+		{"signing key file missing", signWith(signing.certFile, missing),
+			[]string{"profile signing:", "no such file or directory"}},
+		{"signing certificate file missing", signWith(missing, signing.keyFile),
+			[]string{"profile signing:", "no such file or directory"}},
+		{"signing files swapped", signWith(signing.keyFile, signing.certFile),
+			[]string{"profile signing identity:", `no PEM "CERTIFICATE" block`}},
+
+		{"discovery unknown 404 with a message", func(h map[string]any) {
+			h["discovery"].(map[string]any)["unknown"] = "404"
+			h["discovery"].(map[string]any)["unknown_message"] = "Ask Apple."
+		}, []string{"discovery unknown: a message goes with 403 only"}},
+		{"discovery unknown other status", func(h map[string]any) { h["discovery"].(map[string]any)["unknown"] = "403 Forbidden" },
+			[]string{`discovery unknown: want 403 or 404, got "403 Forbidden"`}},
 
 		{"oidc without issuer", func(h map[string]any) { delete(h["oidc"].(map[string]any), "issuer") },
 			[]string{"oidc:", "issuer and client_id are required"}},

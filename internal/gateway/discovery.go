@@ -35,7 +35,8 @@ type Discovery struct {
 	// UnknownMessage, when set, is the message of the 403 for unknown
 	// users and domains.
 	UnknownMessage string
-	Log            *zap.Logger
+	// Log receives the audit entries; nil discards them.
+	Log *zap.Logger
 }
 
 // ServeHTTP answers the discovery request.
@@ -86,7 +87,7 @@ func (dc *Discovery) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	mode, err := apple.ParseMode(dc.Policy.Modes.Mode(rule, req.ModelFamily))
 	if err != nil {
-		dc.Log.Error("policy mode", zap.Error(err))
+		dc.log().Error("policy mode", zap.Error(err))
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
@@ -97,7 +98,7 @@ func (dc *Discovery) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(apple.DiscoveryResponse(mode, base))
-	dc.Log.Info("discovery answered", zap.String("user_identifier", req.UserIdentifier),
+	dc.log().Info("discovery answered", zap.String("user_identifier", req.UserIdentifier),
 		zap.String("model_family", req.ModelFamily), zap.String("version", mode.Version()), zap.String("rule", rule.Name))
 }
 
@@ -109,7 +110,7 @@ func (dc *Discovery) redirect(w http.ResponseWriter, r *http.Request, req apple.
 	}
 	w.Header().Set("Location", dc.Redirect+apple.WellKnownPath+"?"+q)
 	w.WriteHeader(http.StatusPermanentRedirect)
-	dc.Log.Info("discovery redirected", zap.String("user_identifier", req.UserIdentifier),
+	dc.log().Info("discovery redirected", zap.String("user_identifier", req.UserIdentifier),
 		zap.String("model_family", req.ModelFamily), zap.String("to", dc.Redirect))
 }
 
@@ -126,7 +127,7 @@ func (dc *Discovery) refuse(w http.ResponseWriter, r *http.Request, reason, msg 
 		w.WriteHeader(http.StatusForbidden)
 		_, _ = w.Write(apple.WellKnownFailed(reason, msg))
 	}
-	dc.Log.Info("discovery refused", zap.String("reason", reason), zap.Bool("not_found", unknown && dc.NotFound),
+	dc.log().Info("discovery refused", zap.String("reason", reason), zap.Bool("not_found", unknown && dc.NotFound),
 		zap.String("user_identifier", req.UserIdentifier), zap.String("model_family", req.ModelFamily))
 }
 
@@ -137,4 +138,11 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+func (dc *Discovery) log() *zap.Logger {
+	if dc.Log == nil {
+		return zap.NewNop()
+	}
+	return dc.Log
 }

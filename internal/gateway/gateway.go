@@ -52,7 +52,8 @@ type Config struct {
 	// the chain).
 	Signer *profile.Signer
 	// Policy decides who may enroll how. Without one, every user of
-	// Domains may enroll in the modes DefaultMode and FamilyModes give.
+	// Domains may enroll in the modes DefaultMode and FamilyModes give;
+	// with one, those two are ignored (Policy.Modes counts).
 	Policy *policy.Policy
 	// Protect lists the path prefixes (matched by segment) of the
 	// account-driven enrollments' ServerURL/CheckInURL.
