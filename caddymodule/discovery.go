@@ -64,6 +64,7 @@ func (h *DiscoveryHandler) Provision(ctx caddy.Context) error {
 		NotFound:       h.Discovery.Unknown == "404",
 		UnknownMessage: h.Discovery.UnknownMessage,
 		Log:            ctx.Logger(),
+		ClientIP:       clientIP,
 	}
 	redirect, base := repl.ReplaceKnown(h.Redirect, ""), repl.ReplaceKnown(h.BaseURL, "")
 	switch {

@@ -476,6 +476,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	web.Policy = h.gw.Policy()
 	h.gw.OriginalPath = originalPath
+	h.gw.SetClientIP(clientIP)
 	h.gw.SkipAccessLog = func(r *http.Request) { caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true) }
 	return nil
 }
@@ -567,6 +568,12 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// clientIP is Caddy's client address (which honours trusted_proxies).
+func clientIP(r *http.Request) string {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return ip
 }
 
 func originalPath(r *http.Request) string {

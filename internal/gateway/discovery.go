@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mdmauth/mdmauth/internal/apple"
+	"github.com/mdmauth/mdmauth/internal/audit"
 	"github.com/mdmauth/mdmauth/internal/policy"
 )
 
@@ -37,6 +38,8 @@ type Discovery struct {
 	UnknownMessage string
 	// Log receives the audit entries; nil discards them.
 	Log *zap.Logger
+	// ClientIP gives the client address for audit entries (optional).
+	ClientIP audit.ClientIP
 }
 
 // ServeHTTP answers the discovery request.
@@ -98,8 +101,8 @@ func (dc *Discovery) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(apple.DiscoveryResponse(mode, base))
-	dc.log().Info("discovery answered", zap.String("user_identifier", req.UserIdentifier),
-		zap.String("model_family", req.ModelFamily), zap.String("version", mode.Version()), zap.String("rule", rule.Name))
+	dc.log().Info("discovery answered", append(audit.Fields(audit.DiscoveryAnswered, r, dc.ClientIP), zap.String("user_identifier", req.UserIdentifier),
+		zap.String("model_family", req.ModelFamily), zap.String("version", mode.Version()), zap.String("rule", rule.Name))...)
 }
 
 // redirect sends the device to the MDM host, the query carried over.
@@ -110,8 +113,8 @@ func (dc *Discovery) redirect(w http.ResponseWriter, r *http.Request, req apple.
 	}
 	w.Header().Set("Location", dc.Redirect+apple.WellKnownPath+"?"+q)
 	w.WriteHeader(http.StatusPermanentRedirect)
-	dc.log().Info("discovery redirected", zap.String("user_identifier", req.UserIdentifier),
-		zap.String("model_family", req.ModelFamily), zap.String("to", dc.Redirect))
+	dc.log().Info("discovery redirected", append(audit.Fields(audit.DiscoveryRedirected, r, dc.ClientIP), zap.String("user_identifier", req.UserIdentifier),
+		zap.String("model_family", req.ModelFamily), zap.String("to", dc.Redirect))...)
 }
 
 // refuse answers 403 com.apple.well-known.failed, or 404 for an unknown
@@ -127,8 +130,8 @@ func (dc *Discovery) refuse(w http.ResponseWriter, r *http.Request, reason, msg 
 		w.WriteHeader(http.StatusForbidden)
 		_, _ = w.Write(apple.WellKnownFailed(reason, msg))
 	}
-	dc.log().Info("discovery refused", zap.String("reason", reason), zap.Bool("not_found", unknown && dc.NotFound),
-		zap.String("user_identifier", req.UserIdentifier), zap.String("model_family", req.ModelFamily))
+	dc.log().Info("discovery refused", append(audit.Fields(audit.DiscoveryRefused, r, dc.ClientIP), zap.String("reason", reason), zap.Bool("not_found", unknown && dc.NotFound),
+		zap.String("user_identifier", req.UserIdentifier), zap.String("model_family", req.ModelFamily))...)
 }
 
 func contains(list []string, s string) bool {

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mdmauth/mdmauth/internal/apple"
+	"github.com/mdmauth/mdmauth/internal/audit"
 	"github.com/mdmauth/mdmauth/internal/profile"
 	"github.com/mdmauth/mdmauth/internal/signin"
 	"github.com/mdmauth/mdmauth/internal/store"
@@ -34,7 +35,7 @@ func (g *Gateway) enroll(w http.ResponseWriter, r *http.Request, modeSeg string)
 		family = ""
 	}
 	info, derr := apple.DecodeEnrollBody(body)
-	devFields := []zap.Field{zap.String("product", info.Product), zap.String("os_version", info.Version),
+	devFields := []zap.Field{zap.String("path", r.URL.Path), zap.String("product", info.Product), zap.String("os_version", info.Version),
 		zap.String("language", info.Language), zap.Bool("signed_body", info.Signed)}
 	if derr != nil {
 		devFields = append(devFields, zap.String("body_error", derr.Error()))
@@ -47,14 +48,14 @@ func (g *Gateway) enroll(w http.ResponseWriter, r *http.Request, modeSeg string)
 		if esso {
 			w.Header().Set(g.cfg.ESSO.Header, g.base(r)+g.cfg.Prefix+pathESSO)
 		}
-		g.log.Info("enrollment challenged", append(devFields, zap.String("mode", string(mode)), zap.String("model_family", family), zap.Bool("esso", esso))...)
+		g.log.Info("enrollment challenged", append(g.audit(audit.EnrollmentChallenged, r, devFields), zap.String("mode", string(mode)), zap.String("model_family", family), zap.Bool("esso", esso))...)
 		g.challenge(w, r, signin.Flow{Kind: signin.KindEnroll, Mode: string(mode), ModelFamily: family})
 		return
 	}
 	tok, err := g.tokens.Lookup(r.Context(), bearer)
 	if reason := token.ReasonOf(err); reason != "" || err == nil && tok == nil {
 		// The device reads this 401 as "account invalidated" and stops.
-		g.log.Warn("enrollment refused", append(devFields, zap.String("reason", string(reason)), tokenID(tok))...)
+		g.log.Warn("enrollment refused", append(g.audit(audit.EnrollmentRefused, r, devFields), zap.String("reason", string(reason)), tokenID(tok))...)
 		g.challenge(w, r, signin.Flow{Kind: signin.KindEnroll, Mode: string(mode), ModelFamily: family})
 		return
 	}
@@ -63,14 +64,14 @@ func (g *Gateway) enroll(w http.ResponseWriter, r *http.Request, modeSeg string)
 		return
 	}
 	if tok.Mode != string(mode) {
-		g.refuseEnroll(w, "com.apple.mdmauth.mode-mismatch", "This sign-in was for another kind of enrollment. Start again from Settings.", tok, devFields)
+		g.refuseEnroll(w, r, "com.apple.mdmauth.mode-mismatch", "This sign-in was for another kind of enrollment. Start again from Settings.", tok, devFields)
 		return
 	}
 	if tok.EnrollmentID != "" {
 		e, err := g.store.Enrollment(r.Context(), tok.EnrollmentID)
 		switch {
 		case err == nil && e.State != store.StateActive && e.State != store.StateReauth:
-			g.refuseEnroll(w, "com.apple.mdmauth.enrollment-"+string(e.State), "This device cannot be enrolled now. Contact your IT administrator.", tok, devFields)
+			g.refuseEnroll(w, r, "com.apple.mdmauth.enrollment-"+string(e.State), "This device cannot be enrolled now. Contact your IT administrator.", tok, devFields)
 			return
 		case err != nil && !errors.Is(err, store.ErrNotFound):
 			storeUnavailable(w, g.log, err)
@@ -83,7 +84,7 @@ func (g *Gateway) enroll(w http.ResponseWriter, r *http.Request, modeSeg string)
 	}
 	if tmpl == nil {
 		g.log.Error("the token names an enrollment profile that is no longer configured", zap.String("profile", tok.Profile), tokenID(tok))
-		g.refuseEnroll(w, "com.apple.mdmauth.profile-unavailable", "This enrollment cannot be completed now. Contact your IT administrator.", tok, devFields)
+		g.refuseEnroll(w, r, "com.apple.mdmauth.profile-unavailable", "This enrollment cannot be completed now. Contact your IT administrator.", tok, devFields)
 		return
 	}
 	prof, err := tmpl.Render(profile.Params{Mode: tok.Mode, ManagedAppleID: tok.ManagedAppleID, RequiredAppID: tok.RequiredAppID})
@@ -100,17 +101,17 @@ func (g *Gateway) enroll(w http.ResponseWriter, r *http.Request, modeSeg string)
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(prof)
-	g.log.Info("profile served", append(devFields, tokenID(tok), zap.String("managed_apple_id", tok.ManagedAppleID),
+	g.log.Info("profile served", append(g.audit(audit.ProfileServed, r, devFields), tokenID(tok), zap.String("managed_apple_id", tok.ManagedAppleID),
 		zap.String("mode", tok.Mode), zap.String("iss", tok.Issuer), zap.String("sub", tok.Subject),
 		zap.String("profile", tok.Profile), zap.Bool("signed", g.cfg.Signer != nil))...)
 }
 
-func (g *Gateway) refuseEnroll(w http.ResponseWriter, code, msg string, tok *store.Token, f []zap.Field) {
+func (g *Gateway) refuseEnroll(w http.ResponseWriter, r *http.Request, code, msg string, tok *store.Token, f []zap.Field) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusForbidden)
 	_, _ = w.Write(apple.EnrollmentRefused(code, msg))
-	g.log.Warn("enrollment refused", append(f, zap.String("reason", code), tokenID(tok))...)
+	g.log.Warn("enrollment refused", append(g.audit(audit.EnrollmentRefused, r, f), zap.String("reason", code), tokenID(tok))...)
 }
 
 func tokenID(t *store.Token) zap.Field {

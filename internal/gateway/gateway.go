@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mdmauth/mdmauth/internal/apple"
+	"github.com/mdmauth/mdmauth/internal/audit"
 	"github.com/mdmauth/mdmauth/internal/policy"
 	"github.com/mdmauth/mdmauth/internal/profile"
 	"github.com/mdmauth/mdmauth/internal/signin"
@@ -103,6 +104,9 @@ type Gateway struct {
 	// protected paths are checked against it too, so that a rewrite can
 	// never take a request around the bearer check. Optional.
 	OriginalPath func(*http.Request) string
+	// ClientIP gives the client address for audit entries (optional; the
+	// Caddy module uses Caddy's, which honours trusted_proxies).
+	ClientIP audit.ClientIP
 	// SkipAccessLog marks a response that carries a credential (the 308
 	// with the access token, the callback URL with the code) so that the
 	// server's access log leaves it out. Optional.
@@ -185,6 +189,21 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 // Policy returns the policy in force (the implicit one without a policy
 // block), for the sign-in's re-check.
 func (g *Gateway) Policy() *policy.Policy { return g.cfg.Policy }
+
+// audit returns the audit fields of an event about r, then fields.
+func (g *Gateway) audit(event string, r *http.Request, fields []zap.Field) []zap.Field {
+	return append(audit.Fields(event, r, g.ClientIP), fields...)
+}
+
+// SetClientIP sets the client address function of the gateway, its
+// discovery and its sign-in.
+func (g *Gateway) SetClientIP(f audit.ClientIP) {
+	g.ClientIP = f
+	g.disc.ClientIP = f
+	if g.web != nil {
+		g.web.ClientIP = f
+	}
+}
 
 // Next is the rest of the handler chain.
 type Next func(http.ResponseWriter, *http.Request) error

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mdmauth/mdmauth/internal/apple"
+	"github.com/mdmauth/mdmauth/internal/audit"
 	"github.com/mdmauth/mdmauth/internal/signin"
 	"github.com/mdmauth/mdmauth/internal/store"
 	"github.com/mdmauth/mdmauth/internal/token"
@@ -23,7 +24,7 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, next Next) error
 	}
 	msg, err := apple.PeekMessage(body)
 	if err != nil {
-		g.log.Info("mdm request rejected", zap.String("reason", "malformed_body"), zap.Error(err))
+		g.log.Info("mdm request rejected", append(g.audit(audit.MDMRejected, r, nil), zap.String("reason", "malformed_body"), zap.Error(err))...)
 		http.Error(w, "request body is not a property list dictionary", http.StatusBadRequest)
 		return nil
 	}
@@ -44,11 +45,11 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, next Next) error
 		zap.Bool("user_channel", req.UserChannel), zap.String("reason", string(dec.Reason)), tokenID(dec.Token)}
 	if !dec.Allow {
 		if dec.Reason == token.ReasonNoEnrollmentID {
-			g.log.Info("mdm request rejected", fields...)
+			g.log.Info("mdm request rejected", g.audit(audit.MDMRejected, r, fields)...)
 			http.Error(w, "request names no enrollment", http.StatusBadRequest)
 			return nil
 		}
-		g.log.Info("mdm request challenged", fields...)
+		g.log.Info("mdm request challenged", g.audit(audit.MDMChallenged, r, fields)...)
 		g.challenge(w, r, g.reauthFlow(req, dec))
 		return nil
 	}
@@ -62,7 +63,7 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, next Next) error
 	err = next(rec, r)
 	if err != nil || rec.status < 200 || rec.status > 299 || !dec.Pending() {
 		if dec.Pending() {
-			g.log.Info("mdm request not accepted upstream; nothing recorded", append(fields, zap.Int("status", rec.status))...)
+			g.log.Info("mdm request not accepted upstream; nothing recorded", append(g.audit(audit.MDMNotAccepted, r, fields), zap.Int("status", rec.status))...)
 		}
 		return err
 	}
@@ -72,15 +73,15 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, next Next) error
 	}
 	switch dec.Reason {
 	case token.ReasonCheckOut:
-		g.log.Info("enrollment checked out", fields...)
+		g.log.Info("enrollment checked out", g.audit(audit.EnrollmentCheckedOut, r, fields)...)
 	case token.ReasonMacDevice:
-		g.log.Info("mac device channel recorded", fields...)
+		g.log.Info("mac device channel recorded", g.audit(audit.MacRecorded, r, fields)...)
 	case token.ReasonOffboarding:
 		if msg.MessageType == "CheckOut" {
-			g.log.Info("enrollment checked out", fields...)
+			g.log.Info("enrollment checked out", g.audit(audit.EnrollmentCheckedOut, r, fields)...)
 		}
 	default:
-		g.log.Info("token bound to enrollment", fields...)
+		g.log.Info("token bound to enrollment", g.audit(audit.TokenBound, r, fields)...)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mdmauth/mdmauth/internal/apple"
+	"github.com/mdmauth/mdmauth/internal/audit"
 	"github.com/mdmauth/mdmauth/internal/policy"
 	"github.com/mdmauth/mdmauth/internal/store"
 	"github.com/mdmauth/mdmauth/internal/token"
@@ -83,16 +84,16 @@ func (s *Web) Authorize(w http.ResponseWriter, r *http.Request, callbackURL stri
 		return
 	}
 	if len(r.URL.RawQuery) > 8192 {
-		s.fail(w, http.StatusRequestURITooLong, "bad_request", "Sign-in failed", "The request was too long.", nil)
+		s.fail(w, r, http.StatusRequestURITooLong, "bad_request", "Sign-in failed", "The request was too long.", nil)
 		return
 	}
 	q, err := ParseParams(r.URL.RawQuery, 32)
 	if err != nil {
-		s.fail(w, http.StatusBadRequest, "bad_request", "Sign-in failed", "The sign-in request is malformed.", nil)
+		s.fail(w, r, http.StatusBadRequest, "bad_request", "Sign-in failed", "The sign-in request is malformed.", nil)
 		return
 	}
 	bad := func(reason, msg string) {
-		s.fail(w, http.StatusBadRequest, reason, "Sign-in failed", msg, nil)
+		s.fail(w, r, http.StatusBadRequest, reason, "Sign-in failed", msg, nil)
 	}
 	switch {
 	case q["client_id"] != s.OAuth2.ClientID:
@@ -121,7 +122,7 @@ func (s *Web) Authorize(w http.ResponseWriter, r *http.Request, callbackURL stri
 	}
 	flow, err := s.Signer.Decode(q["flow"], s.now())
 	if err != nil {
-		s.fail(w, http.StatusNotFound, "bad_link", "This sign-in link is not valid", "Start the enrollment again from Settings on your device.", err)
+		s.fail(w, r, http.StatusNotFound, "bad_link", "This sign-in link is not valid", "Start the enrollment again from Settings on your device.", err)
 		return
 	}
 	ui := q["login_hint"]
@@ -146,19 +147,19 @@ func (s *Web) finishOAuth(w http.ResponseWriter, r *http.Request, st loginState,
 		rt := id.RefreshToken()
 		if rt == "" {
 			s.Log.Error("the identity provider issued no refresh token: re-validation needs scope offline_access (Google: also access_type=offline)")
-			s.fail(w, http.StatusBadGateway, "no_idp_refresh_token", "Sign-in is not set up correctly", "The organization's sign-in service did not grant the access this server needs. Contact your IT administrator.", nil)
+			s.fail(w, r, http.StatusBadGateway, "no_idp_refresh_token", "Sign-in is not set up correctly", "The organization's sign-in service did not grant the access this server needs. Contact your IT administrator.", nil)
 			return
 		}
 		ct, kid, err := s.OAuth2.Keyring.Seal([]byte(rt), aad(id.Issuer, id.Subject))
 		if err != nil {
-			s.fail(w, http.StatusInternalServerError, "internal", "Sign-in is not available", "Please try again later.", err)
+			s.fail(w, r, http.StatusInternalServerError, "internal", "Sign-in is not available", "Please try again later.", err)
 			return
 		}
 		cg.IdPRefresh, cg.IdPKeyID = ct, kid
 	}
 	code, err := s.OAuth2.Tokens.NewCode(ctx, cg)
 	if err != nil {
-		s.fail(w, http.StatusServiceUnavailable, "store_unavailable", "Sign-in is temporarily unavailable", "Please try again in a few minutes.", err)
+		s.fail(w, r, http.StatusServiceUnavailable, "store_unavailable", "Sign-in is temporarily unavailable", "Please try again in a few minutes.", err)
 		return
 	}
 	loc := st.OAuth.Redirect
@@ -168,9 +169,9 @@ func (s *Web) finishOAuth(w http.ResponseWriter, r *http.Request, st loginState,
 		loc += "?"
 	}
 	loc += "code=" + apple.Escape(code, "") + "&state=" + apple.Escape(st.OAuth.State, "")
-	s.Log.Info("authorization code issued", zap.String("iss", g.Issuer), zap.String("sub", g.Subject),
+	s.Log.Info("authorization code issued", append(audit.Fields(audit.CodeIssued, r, s.ClientIP), zap.String("iss", g.Issuer), zap.String("sub", g.Subject),
 		zap.String("managed_apple_id", g.ManagedAppleID), zap.String("mode", g.Mode), zap.String("kind", st.Flow.Kind),
-		zap.String("enrollment_id", st.Flow.EnrollmentID), zap.Bool("pkce", st.OAuth.Challenge != ""))
+		zap.String("enrollment_id", st.Flow.EnrollmentID), zap.Bool("pkce", st.OAuth.Challenge != ""))...)
 	SecurityHeaders(w.Header())
 	w.Header().Set("Location", loc)
 	w.WriteHeader(http.StatusPermanentRedirect)
@@ -214,7 +215,7 @@ func (s *Web) TokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p["client_id"] != s.OAuth2.ClientID {
-		s.Log.Info("token request refused", zap.String("reason", "unknown_client"), zap.String("grant_type", sanitize(p["grant_type"])))
+		s.Log.Info("token request refused", append(audit.Fields(audit.OAuthTokenRefused, r, s.ClientIP), zap.String("reason", "unknown_client"), zap.String("grant_type", sanitize(p["grant_type"])))...)
 		tokenError(w, http.StatusUnauthorized, token.ErrCodeInvalidClient, "unknown client")
 		return
 	}
@@ -250,7 +251,7 @@ func (s *Web) TokenEndpoint(w http.ResponseWriter, r *http.Request) {
 	var oe *token.OAuthError
 	switch {
 	case errors.As(err, &oe):
-		s.Log.Info("token request refused", zap.String("grant_type", grant), zap.String("reason", oe.Reason))
+		s.Log.Info("token request refused", append(audit.Fields(audit.OAuthTokenRefused, r, s.ClientIP), zap.String("grant_type", grant), zap.String("reason", oe.Reason))...)
 		tokenError(w, http.StatusBadRequest, oe.Code, oe.Description)
 		return
 	case err != nil:
@@ -259,14 +260,14 @@ func (s *Web) TokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		tokenError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again later")
 		return
 	}
-	event := "token refreshed"
+	msg, event := "token refreshed", audit.OAuthTokenRefreshed
 	if grant == "authorization_code" {
-		event = "token issued"
+		msg, event = "token issued", audit.OAuthTokenIssued
 	}
-	s.Log.Info(event, zap.String("token_id", pair.Access.ID()), zap.String("family_id", pair.Family.ID),
+	s.Log.Info(msg, append(audit.Fields(event, r, s.ClientIP), zap.String("token_id", pair.Access.ID()), zap.String("family_id", pair.Family.ID),
 		zap.String("iss", pair.Family.Issuer), zap.String("sub", pair.Family.Subject),
 		zap.String("managed_apple_id", pair.Family.ManagedAppleID), zap.String("mode", pair.Family.Mode),
-		zap.String("enrollment_id", pair.Access.EnrollmentID), zap.Time("expires_at", pair.Access.ExpiresAt))
+		zap.String("enrollment_id", pair.Access.EnrollmentID), zap.Time("expires_at", pair.Access.ExpiresAt))...)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
@@ -338,17 +339,17 @@ func (s *Web) Revalidator() token.Revalidator {
 		id, err := s.RP.Refresh(ctx, string(rt), f.Subject)
 		switch {
 		case errors.Is(err, ErrUnavailable):
-			s.Log.Warn("identity provider re-validation postponed", zap.String("family_id", f.ID), zap.Error(err))
+			s.Log.Warn("identity provider re-validation postponed", zap.String("event", audit.IdPPostponed), zap.String("family_id", f.ID), zap.Error(err))
 			return nil, err
 		case err != nil:
-			s.Log.Info("identity provider refused the user", zap.String("family_id", f.ID), zap.String("sub", f.Subject), zap.Error(err))
+			s.Log.Info("identity provider refused the user", zap.String("event", audit.IdPRefused), zap.String("family_id", f.ID), zap.String("sub", f.Subject), zap.Error(err))
 			return nil, &token.Rejection{Reason: "idp_refused"}
 		}
 		if ref := s.checkRequirements(ctx, id); ref != nil {
 			if ref.status == http.StatusServiceUnavailable {
 				return nil, ErrUnavailable
 			}
-			s.Log.Info("user no longer meets the claim requirements", zap.String("family_id", f.ID), zap.String("sub", f.Subject))
+			s.Log.Info("user no longer meets the claim requirements", zap.String("event", audit.IdPClaimsFailed), zap.String("family_id", f.ID), zap.String("sub", f.Subject))
 			return nil, &token.Rejection{Reason: "claim_required"}
 		}
 		res := &token.Revalidation{}
@@ -359,7 +360,7 @@ func (s *Web) Revalidator() token.Revalidator {
 			}
 			res.IdPRefresh, res.IdPKeyID = ct, kid
 		}
-		s.Log.Info("identity provider re-validated the user", zap.String("family_id", f.ID), zap.String("sub", f.Subject))
+		s.Log.Info("identity provider re-validated the user", zap.String("event", audit.IdPRevalidated), zap.String("family_id", f.ID), zap.String("sub", f.Subject))
 		return res, nil
 	}
 }

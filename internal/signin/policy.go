@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mdmauth/mdmauth/internal/audit"
 	"github.com/mdmauth/mdmauth/internal/policy"
 	"github.com/mdmauth/mdmauth/internal/store"
 	"github.com/mdmauth/mdmauth/internal/token"
@@ -56,7 +57,7 @@ func (s *Web) applyPolicy(ctx context.Context, st loginState, id *Identity, maid
 		}
 	}
 	g.Profile, g.RequiredAppID = rule.Profile, rule.RequiredAppID
-	s.Log.Info("policy rule applied", zap.String("rule", rule.Name), zap.String("sub", id.Subject), zap.String("mode", g.Mode))
+	s.Log.Info("policy rule applied", zap.String("event", audit.PolicyApplied), zap.String("rule", rule.Name), zap.String("sub", id.Subject), zap.String("mode", g.Mode))
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mdmauth/mdmauth/internal/apple"
+	"github.com/mdmauth/mdmauth/internal/audit"
 	"github.com/mdmauth/mdmauth/internal/policy"
 	"github.com/mdmauth/mdmauth/internal/store"
 	"github.com/mdmauth/mdmauth/internal/token"
@@ -55,6 +56,8 @@ type Web struct {
 	LoginTTL time.Duration
 	// OAuth2, when set, serves the apple-oauth2 method.
 	OAuth2 *OAuth2
+	// ClientIP gives the client address for audit entries (optional).
+	ClientIP audit.ClientIP
 	// Require lists claims the user must have, checked at sign-in and at
 	// every identity-provider re-validation.
 	Require []ClaimRequirement
@@ -104,7 +107,7 @@ func (s *Web) Start(w http.ResponseWriter, r *http.Request, flowValue, callbackU
 	now := s.now()
 	flow, err := s.Signer.Decode(flowValue, now)
 	if err != nil {
-		s.fail(w, http.StatusNotFound, "bad_link", "This sign-in link is not valid", "Start the enrollment again from Settings on your device.", err)
+		s.fail(w, r, http.StatusNotFound, "bad_link", "This sign-in link is not valid", "Start the enrollment again from Settings on your device.", err)
 		return
 	}
 	// The device replaces the url's query with ?user-identifier=<typed>.
@@ -121,7 +124,7 @@ func (s *Web) begin(w http.ResponseWriter, r *http.Request, flow Flow, ui string
 	now := s.now()
 	if flow.Kind == KindReauth && flow.EnrollmentID != "" {
 		if page := s.checkEnrollment(r.Context(), flow.EnrollmentID, nil); page != nil {
-			s.fail(w, page.status, page.reason, page.title, page.msg, nil)
+			s.fail(w, r, page.status, page.reason, page.title, page.msg, nil)
 			return
 		}
 	}
@@ -129,7 +132,7 @@ func (s *Web) begin(w http.ResponseWriter, r *http.Request, flow Flow, ui string
 	nonce, err2 := s.random(32)
 	binding, err3 := s.random(32)
 	if err := errors.Join(err1, err2, err3); err != nil {
-		s.fail(w, http.StatusInternalServerError, "internal", "Sign-in is not available", "Please try again later.", err)
+		s.fail(w, r, http.StatusInternalServerError, "internal", "Sign-in is not available", "Please try again later.", err)
 		return
 	}
 	verifier := oauth2.GenerateVerifier()
@@ -138,7 +141,7 @@ func (s *Web) begin(w http.ResponseWriter, r *http.Request, flow Flow, ui string
 		LoginHint: ui, Fresh: flow.Kind == KindReauth, MaxAge: s.ReauthMaxAge,
 	})
 	if err != nil {
-		s.fail(w, http.StatusServiceUnavailable, "idp_unavailable", "Sign-in is temporarily unavailable", "The organization's sign-in service cannot be reached. Please try again in a few minutes.", err)
+		s.fail(w, r, http.StatusServiceUnavailable, "idp_unavailable", "Sign-in is temporarily unavailable", "The organization's sign-in service cannot be reached. Please try again in a few minutes.", err)
 		return
 	}
 	bh := sha256.Sum256([]byte(binding))
@@ -148,7 +151,7 @@ func (s *Web) begin(w http.ResponseWriter, r *http.Request, flow Flow, ui string
 		ttl = 10 * time.Minute
 	}
 	if err := s.Store.PutLoginState(r.Context(), state, store.LoginState{Data: data, ExpiresAt: now.Add(ttl)}); err != nil {
-		s.fail(w, http.StatusServiceUnavailable, "store_unavailable", "Sign-in is temporarily unavailable", "Please try again in a few minutes.", err)
+		s.fail(w, r, http.StatusServiceUnavailable, "store_unavailable", "Sign-in is temporarily unavailable", "Please try again in a few minutes.", err)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{
@@ -156,9 +159,9 @@ func (s *Web) begin(w http.ResponseWriter, r *http.Request, flow Flow, ui string
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 	})
 	SecurityHeaders(w.Header())
-	s.Log.Info("sign-in started", zap.String("kind", flow.Kind), zap.String("mode", flow.Mode), zap.Bool("oauth2", oreq != nil),
+	s.Log.Info("sign-in started", append(audit.Fields(audit.SignInStarted, r, s.ClientIP), zap.String("kind", flow.Kind), zap.String("mode", flow.Mode), zap.Bool("oauth2", oreq != nil),
 		zap.String("model_family", flow.ModelFamily), zap.String("user_identifier", ui),
-		zap.String("enrollment_id", flow.EnrollmentID))
+		zap.String("enrollment_id", flow.EnrollmentID))...)
 	http.Redirect(w, r, authURL, http.StatusFound)
 }
 
@@ -195,60 +198,60 @@ func (s *Web) checkEnrollment(ctx context.Context, id string, who *Identity) *re
 // scheme. On any failure nothing is stored and an error page is shown.
 func (s *Web) Callback(w http.ResponseWriter, r *http.Request, callbackURL string) {
 	if len(r.URL.RawQuery) > 8192 {
-		s.fail(w, http.StatusRequestURITooLong, "bad_request", "Sign-in failed", "The request was too long.", nil)
+		s.fail(w, r, http.StatusRequestURITooLong, "bad_request", "Sign-in failed", "The request was too long.", nil)
 		return
 	}
 	q := r.URL.Query()
 	state := q.Get("state")
 	if state == "" || len(state) > 256 {
-		s.fail(w, http.StatusBadRequest, "missing_state", "Sign-in failed", "The sign-in response is incomplete. Start again from Settings on your device.", nil)
+		s.fail(w, r, http.StatusBadRequest, "missing_state", "Sign-in failed", "The sign-in response is incomplete. Start again from Settings on your device.", nil)
 		return
 	}
 	ctx := r.Context()
 	ls, err := s.Store.TakeLoginState(ctx, state)
 	if errors.Is(err, store.ErrNotFound) {
-		s.fail(w, http.StatusBadRequest, "unknown_state", "This sign-in has expired or was already used", "Start again from Settings on your device.", nil)
+		s.fail(w, r, http.StatusBadRequest, "unknown_state", "This sign-in has expired or was already used", "Start again from Settings on your device.", nil)
 		return
 	}
 	if err != nil {
-		s.fail(w, http.StatusServiceUnavailable, "store_unavailable", "Sign-in is temporarily unavailable", "Please try again in a few minutes.", err)
+		s.fail(w, r, http.StatusServiceUnavailable, "store_unavailable", "Sign-in is temporarily unavailable", "Please try again in a few minutes.", err)
 		return
 	}
 	var st loginState
 	if err := json.Unmarshal(ls.Data, &st); err != nil {
-		s.fail(w, http.StatusBadRequest, "unknown_state", "This sign-in has expired or was already used", "Start again from Settings on your device.", err)
+		s.fail(w, r, http.StatusBadRequest, "unknown_state", "This sign-in has expired or was already used", "Start again from Settings on your device.", err)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	c, err := r.Cookie(CookieName)
 	if err != nil || subtle.ConstantTimeCompare(sha256Sum(c.Value), st.Binding) != 1 {
-		s.fail(w, http.StatusBadRequest, "browser_mismatch", "Sign-in failed", "This sign-in was started in another browser. Start again from Settings on your device.", nil)
+		s.fail(w, r, http.StatusBadRequest, "browser_mismatch", "Sign-in failed", "This sign-in was started in another browser. Start again from Settings on your device.", nil)
 		return
 	}
 	if e := q.Get("error"); e != "" {
-		s.fail(w, http.StatusForbidden, "idp_error", "Sign-in was not completed", "The identity provider did not sign you in ("+sanitize(e)+").", nil)
+		s.fail(w, r, http.StatusForbidden, "idp_error", "Sign-in was not completed", "The identity provider did not sign you in ("+sanitize(e)+").", nil)
 		return
 	}
 	code := q.Get("code")
 	if code == "" || len(code) > 4096 {
-		s.fail(w, http.StatusBadRequest, "missing_code", "Sign-in failed", "The sign-in response is incomplete. Start again from Settings on your device.", nil)
+		s.fail(w, r, http.StatusBadRequest, "missing_code", "Sign-in failed", "The sign-in response is incomplete. Start again from Settings on your device.", nil)
 		return
 	}
 	id, err := s.RP.Exchange(ctx, code, st.Verifier, callbackURL, st.Nonce)
 	if err != nil {
-		s.idpFail(w, err)
+		s.idpFail(w, r, err)
 		return
 	}
 	if st.Flow.Kind == KindReauth && s.ReauthMaxAge == 0 {
 		// prompt=login was requested: the provider must have authenticated
 		// the user during this sign-in, not earlier.
 		if id.AuthTime.IsZero() || id.AuthTime.Before(st.Created.Add(-time.Minute)) {
-			s.fail(w, http.StatusForbidden, "stale_login", "Please sign in again", "The identity provider did not confirm a new sign-in. Start again from Settings on your device.", nil)
+			s.fail(w, r, http.StatusForbidden, "stale_login", "Please sign in again", "The identity provider did not confirm a new sign-in. Start again from Settings on your device.", nil)
 			return
 		}
 	} else if st.Flow.Kind == KindReauth && s.ReauthMaxAge > 0 {
 		if id.AuthTime.IsZero() || s.now().Sub(id.AuthTime) > s.ReauthMaxAge+time.Minute {
-			s.fail(w, http.StatusForbidden, "stale_login", "Please sign in again", "The identity provider did not confirm a recent sign-in. Start again from Settings on your device.", nil)
+			s.fail(w, r, http.StatusForbidden, "stale_login", "Please sign in again", "The identity provider did not confirm a recent sign-in. Start again from Settings on your device.", nil)
 			return
 		}
 	}
@@ -257,13 +260,13 @@ func (s *Web) Callback(w http.ResponseWriter, r *http.Request, callbackURL strin
 		ref = s.checkRequirements(ctx, id)
 	}
 	if ref != nil {
-		s.fail(w, ref.status, ref.reason, ref.title, ref.msg, nil)
+		s.fail(w, r, ref.status, ref.reason, ref.title, ref.msg, nil)
 		return
 	}
 	mode := st.Flow.Mode
 	if st.Flow.Kind == KindReauth && st.Flow.EnrollmentID != "" {
 		if ref := s.checkEnrollment(ctx, st.Flow.EnrollmentID, id); ref != nil {
-			s.fail(w, ref.status, ref.reason, ref.title, ref.msg, nil)
+			s.fail(w, r, ref.status, ref.reason, ref.title, ref.msg, nil)
 			return
 		}
 		if e, err := s.Store.Enrollment(ctx, st.Flow.EnrollmentID); err == nil {
@@ -273,7 +276,7 @@ func (s *Web) Callback(w http.ResponseWriter, r *http.Request, callbackURL strin
 			// AssignedManagedAppleID may never change for an enrollment.
 			if e.ManagedAppleID != "" && e.ManagedAppleID != maid {
 				s.Log.Warn("the Managed Apple ID mapping changed; the enrollment keeps its own",
-					zap.String("enrollment_id", e.ID), zap.String("enrollment_managed_apple_id", e.ManagedAppleID),
+					zap.String("event", audit.ManagedAppleIDKept), zap.String("enrollment_id", e.ID), zap.String("enrollment_managed_apple_id", e.ManagedAppleID),
 					zap.String("mapped_managed_apple_id", maid))
 				maid = e.ManagedAppleID
 			}
@@ -286,7 +289,7 @@ func (s *Web) Callback(w http.ResponseWriter, r *http.Request, callbackURL strin
 	}
 	if s.Policy != nil {
 		if ref := s.applyPolicy(ctx, st, id, maid, &grant); ref != nil {
-			s.fail(w, ref.status, ref.reason, ref.title, ref.msg, nil)
+			s.fail(w, r, ref.status, ref.reason, ref.title, ref.msg, nil)
 			return
 		}
 	}
@@ -296,12 +299,12 @@ func (s *Web) Callback(w http.ResponseWriter, r *http.Request, callbackURL strin
 	}
 	raw, t, err := s.Tokens.Issue(ctx, grant)
 	if err != nil {
-		s.fail(w, http.StatusServiceUnavailable, "store_unavailable", "Sign-in is temporarily unavailable", "Please try again in a few minutes.", err)
+		s.fail(w, r, http.StatusServiceUnavailable, "store_unavailable", "Sign-in is temporarily unavailable", "Please try again in a few minutes.", err)
 		return
 	}
-	s.Log.Info("token issued", zap.String("token_id", t.ID()), zap.String("iss", t.Issuer), zap.String("sub", t.Subject),
+	s.Log.Info("token issued", append(audit.Fields(audit.TokenIssued, r, s.ClientIP), zap.String("token_id", t.ID()), zap.String("iss", t.Issuer), zap.String("sub", t.Subject),
 		zap.String("managed_apple_id", t.ManagedAppleID), zap.String("mode", t.Mode), zap.String("kind", st.Flow.Kind),
-		zap.String("enrollment_id", st.Flow.EnrollmentID), zap.Time("expires_at", t.ExpiresAt))
+		zap.String("enrollment_id", st.Flow.EnrollmentID), zap.Time("expires_at", t.ExpiresAt))...)
 	SecurityHeaders(w.Header())
 	w.Header().Set("Location", apple.AuthenticationResultsURL(raw))
 	w.WriteHeader(http.StatusPermanentRedirect)
@@ -369,19 +372,19 @@ func isAddress(s string) bool {
 	return ok && local != "" && strings.Contains(domain, ".") && !strings.Contains(domain, "@")
 }
 
-func (s *Web) idpFail(w http.ResponseWriter, err error) {
+func (s *Web) idpFail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, ErrUnavailable):
-		s.fail(w, http.StatusServiceUnavailable, "idp_unavailable", "Sign-in is temporarily unavailable", "The organization's sign-in service cannot be reached. Please try again in a few minutes.", err)
+		s.fail(w, r, http.StatusServiceUnavailable, "idp_unavailable", "Sign-in is temporarily unavailable", "The organization's sign-in service cannot be reached. Please try again in a few minutes.", err)
 	case errors.Is(err, ErrRejected):
-		s.fail(w, http.StatusBadRequest, "code_rejected", "Sign-in failed", "The identity provider did not accept this sign-in. Start again from Settings on your device.", err)
+		s.fail(w, r, http.StatusBadRequest, "code_rejected", "Sign-in failed", "The identity provider did not accept this sign-in. Start again from Settings on your device.", err)
 	default:
-		s.fail(w, http.StatusForbidden, "id_token_invalid", "Sign-in failed", "The sign-in could not be verified. Contact your IT administrator.", err)
+		s.fail(w, r, http.StatusForbidden, "id_token_invalid", "Sign-in failed", "The sign-in could not be verified. Contact your IT administrator.", err)
 	}
 }
 
-func (s *Web) fail(w http.ResponseWriter, status int, reason, title, msg string, err error) {
-	fields := []zap.Field{zap.String("reason", reason), zap.Int("status", status)}
+func (s *Web) fail(w http.ResponseWriter, r *http.Request, status int, reason, title, msg string, err error) {
+	fields := append(audit.Fields(audit.SignInFailed, r, s.ClientIP), zap.String("reason", reason), zap.Int("status", status))
 	if err != nil {
 		fields = append(fields, zap.String("error", err.Error()))
 	}

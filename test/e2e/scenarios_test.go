@@ -392,6 +392,19 @@ func TestLogsHoldNoCredentials(t *testing.T) {
 	if !strings.Contains(l.Caddy.Logs(), `"token issued"`) {
 		t.Error("the audit log has no token-issued entry")
 	}
+	// The audit trail: stable event names, who and from where.
+	for _, ev := range []string{"discovery.answered", "enrollment.challenged", "signin.started", "token.issued", "profile.served", "token.bound", "mdm.challenged"} {
+		found := false
+		for _, line := range strings.Split(l.Caddy.Logs(), "\n") {
+			if strings.Contains(line, `"event":"`+ev+`"`) && strings.Contains(line, `"client_ip":"127.0.0.1"`) && strings.Contains(line, `"user_agent":"`) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("no %s audit entry with client_ip and user_agent", ev)
+		}
+	}
 }
 
 // idleBodyUser is a user-channel command poll for a Mac.

@@ -1,0 +1,70 @@
+// Package audit names the security-relevant events mdmauth logs. Every
+// audit entry carries a stable "event" field (documented in
+// docs/audit-events.md) and, when it is about a request, the client's
+// address and user agent. Tokens, codes and secrets never appear.
+package audit
+
+import (
+	"net"
+	"net/http"
+
+	"go.uber.org/zap"
+)
+
+// Event names.
+const (
+	DiscoveryAnswered    = "discovery.answered"
+	DiscoveryRedirected  = "discovery.redirected"
+	DiscoveryRefused     = "discovery.refused"
+	EnrollmentChallenged = "enrollment.challenged"
+	EnrollmentRefused    = "enrollment.refused"
+	ProfileServed        = "profile.served"
+	SignInStarted        = "signin.started"
+	SignInFailed         = "signin.failed"
+	PolicyApplied        = "signin.policy_applied"
+	ManagedAppleIDKept   = "signin.managed_apple_id_kept"
+	TokenIssued          = "token.issued"
+	CodeIssued           = "oauth2.code_issued"
+	OAuthTokenIssued     = "oauth2.token_issued"
+	OAuthTokenRefreshed  = "oauth2.token_refreshed"
+	OAuthTokenRefused    = "oauth2.token_refused"
+	IdPRevalidated       = "idp.revalidated"
+	IdPRefused           = "idp.refused"
+	IdPClaimsFailed      = "idp.claims_failed"
+	IdPPostponed         = "idp.revalidation_postponed"
+	MDMRejected          = "mdm.rejected"
+	MDMChallenged        = "mdm.challenged"
+	MDMNotAccepted       = "mdm.not_accepted_upstream"
+	TokenBound           = "token.bound"
+	EnrollmentCheckedOut = "enrollment.checked_out"
+	MacRecorded          = "enrollment.mac_recorded"
+)
+
+// ClientIP returns the client's address for a request; the Caddy module
+// sets it to Caddy's own notion (which honours trusted_proxies). Default:
+// the connection's remote address.
+type ClientIP func(*http.Request) string
+
+// Fields returns the event field and, with a request, client_ip and
+// user_agent.
+func Fields(event string, r *http.Request, ip ClientIP) []zap.Field {
+	f := []zap.Field{zap.String("event", event)}
+	if r == nil {
+		return f
+	}
+	addr := ""
+	if ip != nil {
+		addr = ip(r)
+	}
+	if addr == "" {
+		addr = r.RemoteAddr
+		if h, _, err := net.SplitHostPort(addr); err == nil {
+			addr = h
+		}
+	}
+	ua := r.UserAgent()
+	if len(ua) > 256 {
+		ua = ua[:256]
+	}
+	return append(f, zap.String("client_ip", addr), zap.String("user_agent", ua))
+}
