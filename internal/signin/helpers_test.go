@@ -308,7 +308,8 @@ func (e *env) startLink(v, typed string) *httptest.ResponseRecorder {
 	e.t.Helper()
 	target := site + v
 	if typed != "" {
-		target += "?user-identifier=" + url.QueryEscape(typed)
+		// As the device sends it: '@' and '+' unescaped.
+		target += "?user-identifier=" + apple.Escape(typed, "@+")
 	}
 	w := httptest.NewRecorder()
 	e.web.Start(w, httptest.NewRequest(http.MethodGet, target, nil), v, callbackURL)

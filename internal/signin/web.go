@@ -112,7 +112,9 @@ func (s *Web) Start(w http.ResponseWriter, r *http.Request, flowValue, callbackU
 	}
 	// The device replaces the url's query with ?user-identifier=<typed>.
 	var ui string
-	if raw := r.URL.Query().Get("user-identifier"); raw != "" && len(raw) <= 320 {
+	// RFC 3986 decoding: the device sends '+' unescaped (a+b@example.com).
+	q, _ := ParseParams(r.URL.RawQuery, 16)
+	if raw := q["user-identifier"]; raw != "" && len(raw) <= 320 {
 		ui = raw
 	}
 	s.begin(w, r, flow, ui, nil, callbackURL)
