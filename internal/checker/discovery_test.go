@@ -24,7 +24,7 @@ func TestAnalyzeDiscovery(t *testing.T) {
 		{"adde", `{"Servers":[{"BaseURL":"https://mdm.example.com/e","Version":"mdm-adde"}]}`, nil, "mdm-adde", "https://mdm.example.com/e"},
 		{"not JSON", `Servers: none`, []string{"✗ not a valid JSON object"}, "", ""},
 		{"array", `[{"Version":"mdm-byod","BaseURL":"https://mdm.example.com/e"}]`, []string{"✗ not a valid JSON object"}, "", ""},
-		{"duplicate key", `{"Servers":[],"Servers":[]}`, []string{`✗ duplicate key "Servers"`}, "", ""},
+		{"duplicate key", `{"Servers":[],"Servers":[]}`, []string{`✗ the body is not a valid JSON object: duplicate JSON key "Servers"`}, "", ""},
 		{"trailing data", `{"Servers":[{"Version":"mdm-byod","BaseURL":"https://mdm.example.com/e"}]} {}`, []string{"✗ data after the JSON object"}, "", ""},
 		{"every extra key", `{"Servers":[{"Version":"mdm-byod","BaseURL":"https://mdm.example.com/e","Mode":"byod","Name":"x"}],"Extra":1}`,
 			[]string{`✗ unexpected top-level key "Extra"`, `✗ unexpected key "Mode" in the server entry`, `✗ unexpected key "Name" in the server entry`},

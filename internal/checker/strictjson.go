@@ -1,60 +1,18 @@
 package checker
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"mime"
 	"strings"
+
+	"github.com/mdmauth/mdmauth/internal/device"
 )
 
-// jsonObject is a decoded JSON object that remembers its key order.
-type jsonObject struct {
-	Keys   []string
-	Values map[string]json.RawMessage
-}
+// jsonObject is a strictly decoded JSON object (the emulator's parser).
+type jsonObject = device.JSONObject
 
-// parseStrictObject decodes data as one JSON object. Duplicate keys and
-// data after the object are errors, as they are to a device.
-func parseStrictObject(data []byte) (*jsonObject, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("invalid JSON: %w", err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errors.New("the JSON value is not an object")
-	}
-	obj := &jsonObject{Values: map[string]json.RawMessage{}}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("invalid JSON: %w", err)
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, errors.New("invalid JSON object key")
-		}
-		if _, dup := obj.Values[key]; dup {
-			return nil, fmt.Errorf("duplicate key %q", key)
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, fmt.Errorf("invalid JSON value for %q: %w", key, err)
-		}
-		obj.Keys = append(obj.Keys, key)
-		obj.Values[key] = raw
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, fmt.Errorf("invalid JSON: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("data after the JSON object")
-	}
-	return obj, nil
-}
+// parseStrictObject decodes data as one JSON object, as a device does.
+func parseStrictObject(data []byte) (*jsonObject, error) { return device.ParseJSONObject(data) }
 
 // jsonString decodes raw as a JSON string; ok is false for any other type.
 func jsonString(raw json.RawMessage) (s string, ok bool) {

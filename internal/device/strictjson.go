@@ -74,3 +74,20 @@ func (o *jsonObject) stringField(key string) (s string, ok bool, err error) {
 	}
 	return s, true, nil
 }
+
+// JSONObject is a JSON object decoded strictly, as a device reads one: its
+// keys in order and their raw values.
+type JSONObject struct {
+	Keys   []string
+	Values map[string]json.RawMessage
+}
+
+// ParseJSONObject decodes data as exactly one JSON object; duplicate keys
+// and data after the object are errors, as they are to a device.
+func ParseJSONObject(data []byte) (*JSONObject, error) {
+	o, err := parseStrictObject(data)
+	if err != nil {
+		return nil, err
+	}
+	return &JSONObject{Keys: o.Keys, Values: o.Values}, nil
+}
