@@ -3,35 +3,15 @@ package checker
 import (
 	"net/url"
 	"strings"
+
+	"github.com/mdmauth/mdmauth/internal/device"
 )
 
-// keepIdentifier are the characters a device leaves unencoded in
-// user-identifier besides the RFC 3986 unreserved ones.
-const keepIdentifier = "@+"
+// keepIdentifier and escapeQueryValue encode the query exactly as the
+// device emulator (and so a device) does.
+const keepIdentifier = device.KeepIdentifier
 
-// escapeQueryValue percent-encodes s the way a device does: RFC 3986
-// unreserved characters and the bytes in keep stay, everything else
-// becomes %XX ("a+b@example.com" is sent as typed).
-func escapeQueryValue(s, keep string) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if isUnreserved(c) || strings.IndexByte(keep, c) >= 0 {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('%')
-		b.WriteByte(hex[c>>4])
-		b.WriteByte(hex[c&15])
-	}
-	return b.String()
-}
-
-func isUnreserved(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-		c == '-' || c == '.' || c == '_' || c == '~'
-}
+func escapeQueryValue(s, keep string) string { return device.EscapeQueryValue(s, keep) }
 
 // rawQueryFirst returns the value of the first item named key in a raw
 // query, splitting on '&' only and percent-decoding without turning '+'

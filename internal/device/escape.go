@@ -55,3 +55,13 @@ func rawQueryFirst(rawQuery, key string) (string, bool, error) {
 	}
 	return "", false, nil
 }
+
+// EscapeQueryValue percent-encodes s as the device does (see
+// escapeQueryValue); KeepIdentifier is what it leaves alone in
+// user-identifier. Tools that must send exactly what a device sends (the
+// deployment checker) use it.
+func EscapeQueryValue(s, keep string) string { return escapeQueryValue(s, keep) }
+
+// KeepIdentifier are the characters a device leaves unencoded in
+// user-identifier besides the RFC 3986 unreserved ones.
+const KeepIdentifier = keepIdentifier

@@ -141,16 +141,11 @@ func (s *Store) EnrollmentsForUser(ctx context.Context, iss, sub string) ([]*sto
 
 // getEnrollment reads an enrollment; nil without error if absent.
 func getEnrollment(txn *badgerdb.Txn, id string) (*store.Enrollment, error) {
-	item, err := txn.Get(enrollmentKey(id))
-	if errors.Is(err, badgerdb.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	e := new(store.Enrollment)
-	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, e) }); err != nil {
-		return nil, fmt.Errorf("badger: enrollment: %w", err)
+	if err := getJSON(txn, enrollmentKey(id), e, "enrollment"); errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
 	}
 	e.ID = id
 	return e, nil

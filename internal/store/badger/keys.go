@@ -2,6 +2,11 @@ package badger
 
 import (
 	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	badgerdb "github.com/dgraph-io/badger/v4"
 
 	"github.com/mdmauth/mdmauth/internal/store"
 )
@@ -107,3 +112,19 @@ func userIndexKey(iss, sub, id string) []byte { return append(userIndexPrefix(is
 // userIndexMarker is present once every enrollment is in the user index;
 // see backfillUserIndex.
 var userIndexMarker = withKind(kindMeta, "user-index")
+
+// getJSON decodes the record under key into v; store.ErrNotFound if absent.
+// what names the record in decoding errors.
+func getJSON(txn *badgerdb.Txn, key []byte, v any, what string) error {
+	item, err := txn.Get(key)
+	if errors.Is(err, badgerdb.ErrKeyNotFound) {
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	if err := item.Value(func(b []byte) error { return json.Unmarshal(b, v) }); err != nil {
+		return fmt.Errorf("badger: %s: %w", what, err)
+	}
+	return nil
+}

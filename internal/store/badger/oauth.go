@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	badgerdb "github.com/dgraph-io/badger/v4"
@@ -134,17 +133,11 @@ func (s *Store) TokensForFamily(ctx context.Context, id string) ([]*store.Token,
 
 // getCode reads the code with hash h; store.ErrNotFound if absent.
 func getCode(txn *badgerdb.Txn, h store.Hash) (*store.Code, error) {
-	item, err := txn.Get(codeKey(h))
-	if errors.Is(err, badgerdb.ErrKeyNotFound) {
-		return nil, store.ErrNotFound
-	}
-	if err != nil {
+	c := &store.Code{}
+	if err := getJSON(txn, codeKey(h), c, "code "+h.ID()); err != nil {
 		return nil, err
 	}
-	c := &store.Code{Hash: h}
-	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, c) }); err != nil {
-		return nil, fmt.Errorf("badger: code %s: %w", h.ID(), err)
-	}
+	c.Hash = h
 	return c, nil
 }
 
@@ -160,16 +153,9 @@ func (s *Store) putCode(txn *badgerdb.Txn, c *store.Code) error {
 
 // getFamily reads the family with that id; store.ErrNotFound if absent.
 func getFamily(txn *badgerdb.Txn, id string) (*store.Family, error) {
-	item, err := txn.Get(familyKey(id))
-	if errors.Is(err, badgerdb.ErrKeyNotFound) {
-		return nil, store.ErrNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
 	f := new(store.Family)
-	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, f) }); err != nil {
-		return nil, fmt.Errorf("badger: family: %w", err)
+	if err := getJSON(txn, familyKey(id), f, "family"); err != nil {
+		return nil, err
 	}
 	f.ID = id
 	return f, nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	badgerdb "github.com/dgraph-io/badger/v4"
@@ -74,17 +73,11 @@ func (s *Store) UpdateToken(ctx context.Context, h store.Hash, fn func(*store.To
 
 // getToken reads the token with hash h; store.ErrNotFound if absent.
 func getToken(txn *badgerdb.Txn, h store.Hash) (*store.Token, error) {
-	item, err := txn.Get(tokenKey(h))
-	if errors.Is(err, badgerdb.ErrKeyNotFound) {
-		return nil, store.ErrNotFound
-	}
-	if err != nil {
+	t := &store.Token{}
+	if err := getJSON(txn, tokenKey(h), t, "token "+h.ID()); err != nil {
 		return nil, err
 	}
-	t := &store.Token{Hash: h}
-	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, t) }); err != nil {
-		return nil, fmt.Errorf("badger: token %s: %w", h.ID(), err)
-	}
+	t.Hash = h
 	return t, nil
 }
 
