@@ -217,19 +217,30 @@ https://127.0.0.1:{{.HTTPS}} {
 // user types identifier and signs in at the provider as username. Its MDM
 // identity is issued by the lab's CA, standing in for SCEP.
 func (l *Lab) NewDevice(family, product, identifier, username string, logf func(step, msg string)) (*device.Device, error) {
-	leaf, err := l.CA.IssueClient(identifier + " " + family)
+	cfg, err := l.DeviceConfig(family, product, identifier, username)
 	if err != nil {
 		return nil, err
 	}
-	return device.New(device.Config{
+	cfg.Log = logf
+	return device.New(cfg)
+}
+
+// DeviceConfig is NewDevice's configuration, for a test to adjust (another
+// discovery base, expected profile signers, another browser) before
+// device.New.
+func (l *Lab) DeviceConfig(family, product, identifier, username string) (device.Config, error) {
+	leaf, err := l.CA.IssueClient(identifier + " " + family)
+	if err != nil {
+		return device.Config{}, err
+	}
+	return device.Config{
 		Family: family, Product: product, OSVersion: "23A300", Language: "en-US",
 		UserIdentifier: identifier,
 		DiscoveryBase:  l.BaseURL,
 		HTTPClient:     l.HTTPClient,
 		Identity:       &device.Identity{Cert: leaf.Cert, Key: leaf.Key},
 		Browser:        &device.FormBrowser{Client: l.HTTPClient, Username: username, Password: Password},
-		Log:            logf,
-	})
+	}, nil
 }
 
 // WithStore stops Caddy, opens the token store (Badger allows one process

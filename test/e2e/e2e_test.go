@@ -54,6 +54,21 @@ func newDevice(t *testing.T, l *lab.Lab, family, product, identifier, username s
 	return d
 }
 
+// newDeviceWith is newDevice with the lab's configuration adjusted by edit.
+func newDeviceWith(t *testing.T, l *lab.Lab, family, product, identifier, username string, edit func(*device.Config)) *device.Device {
+	t.Helper()
+	cfg, err := l.DeviceConfig(family, product, identifier, username)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(&cfg)
+	d, err := device.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // enrollAndCheckIn enrolls d and sends Authenticate and TokenUpdate on the
 // device channel.
 func enrollAndCheckIn(t *testing.T, c context.Context, d *device.Device) *device.Profile {

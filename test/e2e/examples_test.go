@@ -63,19 +63,7 @@ func TestGenericOIDCExample(t *testing.T) {
 		}
 	})
 	c := ctx(t)
-	id, err := l.CA.IssueClient("alice iPhone")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := device.New(device.Config{
-		Family: "iPhone", Product: "iPhone17,2", OSVersion: "23A300", Language: "en-US",
-		UserIdentifier: "alice@example.com", DiscoveryBase: site, HTTPClient: l.HTTPClient,
-		Identity: &device.Identity{Cert: id.Cert, Key: id.Key},
-		Browser:  &device.FormBrowser{Client: l.HTTPClient, Username: "alice", Password: lab.Password},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDeviceWith(t, l, "iPhone", "iPhone17,2", "alice@example.com", "alice", func(c *device.Config) { c.DiscoveryBase = site })
 	enrollAndCheckIn(t, c, d)
 	uuid, cmd := testenv.DeviceInformationCommand("DeviceName")
 	runCommand(t, c, l, d, device.DeviceChannel, d.EnrollmentKey(), cmd, uuid)

@@ -99,19 +99,7 @@ func TestDiscoveryRedirectFromTheWebsite(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := ctx(t)
-	leaf, err := l.CA.IssueClient("alice iPhone")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := device.New(device.Config{
-		Family: "iPhone", Product: "iPhone17,2", OSVersion: "23A300", Language: "en-US",
-		UserIdentifier: "a+lice@example.com", DiscoveryBase: l.WebsiteURL, HTTPClient: l.HTTPClient,
-		Identity: &device.Identity{Cert: leaf.Cert, Key: leaf.Key},
-		Browser:  &device.FormBrowser{Client: l.HTTPClient, Username: "alice", Password: lab.Password},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDeviceWith(t, l, "iPhone", "iPhone17,2", "a+lice@example.com", "alice", func(c *device.Config) { c.DiscoveryBase = l.WebsiteURL })
 	version, base, err := d.Discover(c)
 	if err != nil || version != "mdm-byod" || !strings.HasPrefix(base, l.BaseURL+"/mdmauth/enroll/byod") {
 		t.Fatalf("discovery through the website: %q %q %v", version, base, err)
@@ -202,20 +190,7 @@ func TestSignedProfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := ctx(t)
-	id, err := l.CA.IssueClient("alice iPhone")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := device.New(device.Config{
-		Family: "iPhone", Product: "iPhone17,2", OSVersion: "23A300", Language: "en-US",
-		UserIdentifier: "alice@example.com", DiscoveryBase: l.BaseURL, HTTPClient: l.HTTPClient,
-		Identity:     &device.Identity{Cert: id.Cert, Key: id.Key},
-		Browser:      &device.FormBrowser{Client: l.HTTPClient, Username: "alice", Password: lab.Password},
-		ProfileRoots: ca.Pool(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDeviceWith(t, l, "iPhone", "iPhone17,2", "alice@example.com", "alice", func(c *device.Config) { c.ProfileRoots = ca.Pool() })
 	p := enrollAndCheckIn(t, c, d)
 	if !p.Signed || p.RequiredAppIDForMDM != 987654321 {
 		t.Fatalf("signed %v, RequiredAppIDForMDM %d", p.Signed, p.RequiredAppIDForMDM)
@@ -225,16 +200,7 @@ func TestSignedProfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d2, err := device.New(device.Config{
-		Family: "iPhone", Product: "iPhone17,2", OSVersion: "23A300", Language: "en-US",
-		UserIdentifier: "alice@example.com", DiscoveryBase: l.BaseURL, HTTPClient: l.HTTPClient,
-		Identity:     &device.Identity{Cert: id.Cert, Key: id.Key},
-		Browser:      &device.FormBrowser{Client: l.HTTPClient, Username: "alice", Password: lab.Password},
-		ProfileRoots: other.Pool(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d2 := newDeviceWith(t, l, "iPhone", "iPhone17,2", "alice@example.com", "alice", func(c *device.Config) { c.ProfileRoots = other.Pool() })
 	if _, err := d2.Enroll(c); err == nil || !strings.Contains(err.Error(), "chain") {
 		t.Fatalf("a profile from an unexpected signer: %v", err)
 	}

@@ -109,11 +109,7 @@ func TestAnotherUserCannotSignInOnTheDevice(t *testing.T) {
 	l := startLab(t)
 	c := ctx(t)
 	sb := &switchBrowser{b: &device.FormBrowser{Client: l.HTTPClient, Username: "alice", Password: lab.Password}}
-	d, err := l.NewDevice("iPhone", "iPhone16,1", "alice@example.com", "alice", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d = withBrowser(t, l, d, sb)
+	d := newDeviceWith(t, l, "iPhone", "iPhone16,1", "alice@example.com", "alice", func(c *device.Config) { c.Browser = sb })
 	enrollAndCheckIn(t, c, d)
 	if err := l.WithStore(func(m *token.Manager, _ store.Store) error {
 		_, err := m.SetState(c, d.EnrollmentKey(), store.StateReauth, time.Time{})
@@ -123,7 +119,7 @@ func TestAnotherUserCannotSignInOnTheDevice(t *testing.T) {
 	}
 	// Bob picks up Alice's phone and answers the sign-in prompt.
 	sb.set(&device.FormBrowser{Client: l.HTTPClient, Username: "bob", Password: lab.Password})
-	_, err = d.Poll(c, device.DeviceChannel)
+	_, err := d.Poll(c, device.DeviceChannel)
 	var se *device.SignInError
 	if !errors.As(err, &se) || se.Status != http.StatusForbidden || !strings.Contains(se.Snippet, "another user") {
 		t.Fatalf("bob's sign-in on alice's device: %v", err)
@@ -133,24 +129,6 @@ func TestAnotherUserCannotSignInOnTheDevice(t *testing.T) {
 	if _, err := d.Poll(c, device.DeviceChannel); err != nil {
 		t.Fatalf("alice after bob: %v", err)
 	}
-}
-
-// withBrowser rebuilds d's configuration with browser b (same identity).
-func withBrowser(t *testing.T, l *lab.Lab, _ *device.Device, b device.Browser) *device.Device {
-	t.Helper()
-	leaf, err := l.CA.IssueClient("switch")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := device.New(device.Config{
-		Family: "iPhone", Product: "iPhone16,1", OSVersion: "23A300", Language: "en-US",
-		UserIdentifier: "alice@example.com", DiscoveryBase: l.BaseURL, HTTPClient: l.HTTPClient,
-		Identity: &device.Identity{Cert: leaf.Cert, Key: leaf.Key}, Browser: b,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
 }
 
 func TestStolenTokenRefusedOnAnotherEnrollment(t *testing.T) {
