@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"io"
 	"time"
 )
 
@@ -177,6 +178,38 @@ type Secrets interface {
 	Secret(ctx context.Context, name string, gen func() ([]byte, error)) ([]byte, error)
 }
 
+// Inventory walks and summarises what the store holds, for the admin API,
+// statistics and back-channel logout. Scans see a consistent snapshot and
+// stop when fn returns false; records the backend has purged are not seen.
+type Inventory interface {
+	// ScanEnrollments calls fn for each enrollment whose id is >= from, in
+	// ascending id order.
+	ScanEnrollments(ctx context.Context, from string, fn func(*Enrollment) bool) error
+	// ScanTokens calls fn for each token (revoked and expired ones
+	// included) whose hash is >= from, in ascending hash order; from is a
+	// hash prefix of 0 to 32 bytes.
+	ScanTokens(ctx context.Context, from []byte, fn func(*Token) bool) error
+	// ScanFamilies calls fn for each token family whose id is >= from, in
+	// ascending id order.
+	ScanFamilies(ctx context.Context, from string, fn func(*Family) bool) error
+	// CountLoginStates returns the number of pending (unexpired) sign-ins.
+	CountLoginStates(ctx context.Context) (int, error)
+	// TokensForUser lists the tokens issued to (iss, sub), bound to an
+	// enrollment or not.
+	TokensForUser(ctx context.Context, iss, sub string) ([]*Token, error)
+	// FamiliesForUser lists the token families of (iss, sub).
+	FamiliesForUser(ctx context.Context, iss, sub string) ([]*Family, error)
+	// Size returns the bytes the store occupies on disk, or -1 when the
+	// backend cannot tell.
+	Size(ctx context.Context) (int64, error)
+}
+
+// Backuper is implemented by backends that can stream a consistent backup
+// of everything they hold while in use.
+type Backuper interface {
+	Backup(ctx context.Context, w io.Writer) error
+}
+
 // Store is everything a backend provides.
 type Store interface {
 	Tokens
@@ -184,6 +217,7 @@ type Store interface {
 	LoginStates
 	Secrets
 	OAuth
+	Inventory
 	// Ping reports whether the backend is usable.
 	Ping(ctx context.Context) error
 	Close() error
