@@ -7,11 +7,17 @@
 // the functions passed to UpdateToken, UpdateEnrollment, Bind, UpdateCode and
 // UpdateFamily may run more than once and must not have side effects.
 // Enrollments are also indexed by owner (issuer and subject) for
-// EnrollmentsForUser; like enrollments, that index never expires.
+// EnrollmentsForUser; like enrollments, that index never expires. Tokens
+// and token families are indexed by owner too, for TokensForUser and
+// FamiliesForUser; those entries expire with their records.
 // Records are purged by Badger's TTL: login states and authorization codes
 // shortly after they expire, tokens TokenRetention after they expire or are
 // revoked, token families TokenRetention after they expire or are revoked,
 // whichever is later; every expiry decision itself uses Options.Now.
+//
+// Backup streams a consistent copy of the database (Badger's own backup
+// format) while the store is in use; Restore loads one into an empty
+// directory, offline.
 package badger
 
 import (
@@ -21,6 +27,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	badgerdb "github.com/dgraph-io/badger/v4"
@@ -62,6 +69,7 @@ type Options struct {
 // Store is a store.Store on a Badger database.
 type Store struct {
 	db        *badgerdb.DB
+	dir       string
 	now       func() time.Time
 	log       *slog.Logger
 	retention time.Duration
@@ -70,6 +78,13 @@ type Store struct {
 	// the database is never closed under a running operation.
 	mu     sync.RWMutex
 	closed bool
+	// Long operations (scans and backups) run without holding mu, so that
+	// their callbacks may use the store and a pending Close does not stall
+	// every other operation behind them. They are counted in long and
+	// watch closing: Close sets it, waits for them to end, then closes
+	// the database.
+	long    sync.WaitGroup
+	closing atomic.Bool
 
 	stop   chan struct{}
 	gcDone chan struct{}
@@ -103,8 +118,13 @@ func Open(o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("badger: open %s: user index: %w", o.Dir, err)
 	}
+	if err := backfillGrantIndex(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("badger: open %s: grant index: %w", o.Dir, err)
+	}
 	s := &Store{
 		db:        db,
+		dir:       o.Dir,
 		now:       o.Now,
 		log:       o.Logger,
 		retention: o.TokenRetention,
@@ -187,8 +207,13 @@ func (s *Store) Close() error {
 		close(s.stop)
 		<-s.gcDone
 		s.mu.Lock()
-		defer s.mu.Unlock()
 		s.closed = true
+		s.closing.Store(true)
+		s.mu.Unlock()
+		// Operations that start now fail; long ones end at their next step.
+		s.long.Wait()
+		s.mu.Lock()
+		defer s.mu.Unlock()
 		if cerr := s.db.Close(); cerr != nil {
 			err = fmt.Errorf("badger: close: %w", cerr)
 		}
@@ -219,6 +244,24 @@ func (s *Store) enter(ctx context.Context) (func(), error) {
 		return nil, store.ErrClosed
 	}
 	return s.mu.RUnlock, nil
+}
+
+// enterLong starts a long operation: it fails if ctx is done or the store
+// is closed, and otherwise holds off closing the database until the
+// returned func is called. Unlike enter it holds no lock, so the operation
+// must check s.closing between steps and stop once it is set.
+func (s *Store) enterLong(ctx context.Context) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	// Under mu, so Close's Wait cannot miss it.
+	s.long.Add(1)
+	return s.long.Done, nil
 }
 
 // view runs fn in a read-only transaction.

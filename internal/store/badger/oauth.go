@@ -75,7 +75,7 @@ func (s *Store) CreateFamily(ctx context.Context, f *store.Family) error {
 		case !errors.Is(err, badgerdb.ErrKeyNotFound):
 			return err
 		}
-		return s.putFamily(txn, &rec)
+		return s.putFamily(txn, nil, &rec)
 	})
 }
 
@@ -104,11 +104,12 @@ func (s *Store) UpdateFamily(ctx context.Context, id string, fn func(*store.Fami
 		if err != nil {
 			return err
 		}
+		oldGrant := familyGrantKey(f)
 		if err := fn(f); err != nil {
 			return err
 		}
 		f.ID = id
-		if err := s.putFamily(txn, f); err != nil {
+		if err := s.putFamily(txn, oldGrant, f); err != nil {
 			return err
 		}
 		out = f
@@ -161,13 +162,19 @@ func getFamily(txn *badgerdb.Txn, id string) (*store.Family, error) {
 	return f, nil
 }
 
-// putFamily writes f under f.ID with its TTL.
-func (s *Store) putFamily(txn *badgerdb.Txn, f *store.Family) error {
+// putFamily writes f under f.ID with its TTL and keeps its grant index
+// entry in step; oldGrant is the entry of the record being replaced (nil
+// for a new family or one without an owner).
+func (s *Store) putFamily(txn *badgerdb.Txn, oldGrant []byte, f *store.Family) error {
 	v, err := json.Marshal(f)
 	if err != nil {
 		return err
 	}
-	return txn.SetEntry(&badgerdb.Entry{Key: familyKey(f.ID), Value: v, ExpiresAt: s.familyExpiry(f)})
+	exp := s.familyExpiry(f)
+	if err := txn.SetEntry(&badgerdb.Entry{Key: familyKey(f.ID), Value: v, ExpiresAt: exp}); err != nil {
+		return err
+	}
+	return putGrant(txn, oldGrant, familyGrantKey(f), exp)
 }
 
 // familyExpiry is the Badger TTL (0 for none) of a family record:

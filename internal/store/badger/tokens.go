@@ -1,6 +1,7 @@
 package badger
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -81,8 +82,8 @@ func getToken(txn *badgerdb.Txn, h store.Hash) (*store.Token, error) {
 	return t, nil
 }
 
-// putToken writes t and keeps the enrollment and family indexes in step
-// with it; old is the record being replaced, nil for a new token.
+// putToken writes t and keeps the enrollment, family and grant indexes in
+// step with it; old is the record being replaced, nil for a new token.
 func (s *Store) putToken(txn *badgerdb.Txn, old, t *store.Token) error {
 	v, err := json.Marshal(t)
 	if err != nil {
@@ -110,9 +111,27 @@ func (s *Store) putToken(txn *badgerdb.Txn, old, t *store.Token) error {
 	}
 	if t.FamilyID != "" {
 		// Likewise rewritten with every token write.
-		return txn.SetEntry(&badgerdb.Entry{Key: familyIndexKey(t.FamilyID, t.Hash), ExpiresAt: exp})
+		if err := txn.SetEntry(&badgerdb.Entry{Key: familyIndexKey(t.FamilyID, t.Hash), ExpiresAt: exp}); err != nil {
+			return err
+		}
 	}
-	return nil
+	return putGrant(txn, tokenGrantKey(old), tokenGrantKey(t), exp)
+}
+
+// putGrant keeps one grant index entry in step with its record: the entry
+// under oldKey, the record's previous one (nil for none), is deleted unless
+// it is newKey, and the entry under newKey (nil for none) is rewritten with
+// the record's expiry exp, so that it expires with the record.
+func putGrant(txn *badgerdb.Txn, oldKey, newKey []byte, exp uint64) error {
+	if oldKey != nil && !bytes.Equal(oldKey, newKey) {
+		if err := txn.Delete(oldKey); err != nil {
+			return err
+		}
+	}
+	if newKey == nil {
+		return nil
+	}
+	return txn.SetEntry(&badgerdb.Entry{Key: newKey, ExpiresAt: exp})
 }
 
 // listTokens lists, in hash order, the tokens named by the index keys under

@@ -18,7 +18,7 @@ type call struct {
 }
 
 // everyMethod calls each Store method except Close on records seeded by
-// seedAll and seedOAuth.
+// seedAll and seedOAuth. The scans' functions ask for every record.
 func everyMethod(now time.Time) []call {
 	h := hashOf("seed")
 	return []call{
@@ -87,6 +87,31 @@ func everyMethod(now time.Time) []call {
 		}},
 		{"TokensForFamily", func(ctx context.Context, s store.Store) error {
 			_, err := s.TokensForFamily(ctx, "F1")
+			return err
+		}},
+		{"ScanEnrollments", func(ctx context.Context, s store.Store) error {
+			return s.ScanEnrollments(ctx, "", func(*store.Enrollment) bool { return true })
+		}},
+		{"ScanTokens", func(ctx context.Context, s store.Store) error {
+			return s.ScanTokens(ctx, nil, func(*store.Token) bool { return true })
+		}},
+		{"ScanFamilies", func(ctx context.Context, s store.Store) error {
+			return s.ScanFamilies(ctx, "", func(*store.Family) bool { return true })
+		}},
+		{"CountLoginStates", func(ctx context.Context, s store.Store) error {
+			_, err := s.CountLoginStates(ctx)
+			return err
+		}},
+		{"TokensForUser", func(ctx context.Context, s store.Store) error {
+			_, err := s.TokensForUser(ctx, idp, "sub-seed")
+			return err
+		}},
+		{"FamiliesForUser", func(ctx context.Context, s store.Store) error {
+			_, err := s.FamiliesForUser(ctx, idp, "sub-F1")
+			return err
+		}},
+		{"Size", func(ctx context.Context, s store.Store) error {
+			_, err := s.Size(ctx)
 			return err
 		}},
 		{"Ping", func(ctx context.Context, s store.Store) error { return s.Ping(ctx) }},

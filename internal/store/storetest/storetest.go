@@ -42,9 +42,17 @@ func Run(t *testing.T, f Factory) {
 	t.Run("Codes", func(t *testing.T) { testCodes(t, f) })
 	t.Run("Families", func(t *testing.T) { testFamilies(t, f) })
 	t.Run("TokensForFamily", func(t *testing.T) { testTokensForFamily(t, f) })
+	t.Run("ScanEnrollments", func(t *testing.T) { testScanEnrollments(t, f) })
+	t.Run("ScanTokens", func(t *testing.T) { testScanTokens(t, f) })
+	t.Run("ScanFamilies", func(t *testing.T) { testScanFamilies(t, f) })
+	t.Run("CountLoginStates", func(t *testing.T) { testCountLoginStates(t, f) })
+	t.Run("TokensForUser", func(t *testing.T) { testTokensForUser(t, f) })
+	t.Run("FamiliesForUser", func(t *testing.T) { testFamiliesForUser(t, f) })
+	t.Run("Size", func(t *testing.T) { testSize(t, f) })
 	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, f) })
 	if f.Reopen != nil {
 		t.Run("Durability", func(t *testing.T) { testDurability(t, f) })
+		t.Run("InventoryDurability", func(t *testing.T) { testInventoryDurability(t, f) })
 	}
 }
 
