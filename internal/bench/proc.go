@@ -1,0 +1,125 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat.
+// Linux reports it as 100 on every architecture Go supports.
+const clockTicks = 100
+
+// ErrNoProc is returned where /proc is not available (not Linux).
+var ErrNoProc = errors.New("bench: /proc is not available")
+
+// ProcSample is one reading of a process's counters.
+type ProcSample struct {
+	// CPU is user plus system time since the process started.
+	CPU time.Duration
+	// RSS is the resident set size now; HWM its peak since the process
+	// started or since the peak was last reset (ResetPeakRSS).
+	RSS, HWM int64
+}
+
+// ParseStat returns utime+stime from the contents of /proc/<pid>/stat.
+// The command name (field 2) may contain spaces and parentheses, so fields
+// are counted from the last ')'.
+func ParseStat(b []byte) (time.Duration, error) {
+	end := bytes.LastIndexByte(b, ')')
+	if end < 0 {
+		return 0, errors.New("bench: stat: no ')' after the command name")
+	}
+	// After ") " come field 3 (state) onwards; utime and stime are fields
+	// 14 and 15, that is the 12th and 13th here.
+	fields := strings.Fields(string(b[end+1:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("bench: stat: %d fields after the command name, want at least 13", len(fields))
+	}
+	var ticks int64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("bench: stat: bad time field %q", f)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// ParseStatus returns VmRSS and VmHWM, in bytes, from the contents of
+// /proc/<pid>/status.
+func ParseStatus(b []byte) (rss, hwm int64, err error) {
+	var gotRSS, gotHWM bool
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		name, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (name != "VmRSS" && name != "VmHWM") {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, 0, fmt.Errorf("bench: status: unexpected %s line %q", name, sc.Text())
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || n < 0 {
+			return 0, 0, fmt.Errorf("bench: status: bad %s value %q", name, f[0])
+		}
+		if name == "VmRSS" {
+			rss, gotRSS = n<<10, true
+		} else {
+			hwm, gotHWM = n<<10, true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, 0, err
+	}
+	if !gotRSS || !gotHWM {
+		return 0, 0, errors.New("bench: status: VmRSS or VmHWM missing")
+	}
+	return rss, hwm, nil
+}
+
+// ReadProc samples the process pid (0: this process).
+func ReadProc(pid int) (ProcSample, error) {
+	dir := procDir(pid)
+	stat, err := os.ReadFile(dir + "/stat")
+	if errors.Is(err, os.ErrNotExist) && pid == 0 {
+		return ProcSample{}, ErrNoProc
+	}
+	if err != nil {
+		return ProcSample{}, err
+	}
+	cpu, err := ParseStat(stat)
+	if err != nil {
+		return ProcSample{}, err
+	}
+	status, err := os.ReadFile(dir + "/status")
+	if err != nil {
+		return ProcSample{}, err
+	}
+	rss, hwm, err := ParseStatus(status)
+	if err != nil {
+		return ProcSample{}, err
+	}
+	return ProcSample{CPU: cpu, RSS: rss, HWM: hwm}, nil
+}
+
+// ResetPeakRSS resets the process's VmHWM to its current RSS (writing 5
+// to /proc/<pid>/clear_refs), so that the next sample's HWM is the peak of
+// what ran in between.
+func ResetPeakRSS(pid int) error {
+	return os.WriteFile(procDir(pid)+"/clear_refs", []byte("5"), 0)
+}
+
+func procDir(pid int) string {
+	if pid == 0 {
+		return "/proc/self"
+	}
+	return "/proc/" + strconv.Itoa(pid)
+}

@@ -1,0 +1,176 @@
+package bench
+
+import (
+	"bytes"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// result makes a load result of n requests of latency lat over elapsed.
+func result(n int, lat, elapsed time.Duration, errs map[string]uint64) *LoadResult {
+	h := &Histogram{}
+	for i := 0; i < n; i++ {
+		h.Record(lat)
+	}
+	var bad uint64
+	for _, c := range errs {
+		bad += c
+	}
+	return &LoadResult{Requests: uint64(n), OK: uint64(n) - bad, Errors: errs, Elapsed: elapsed, Latency: h}
+}
+
+func TestFiguresAndAggregate(t *testing.T) {
+	r1 := figures(UpstreamFast, ConfigA, ModeMax, 1, 0, result(1000, 200*time.Microsecond, time.Second, nil),
+		500*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond, 60<<20)
+	if r1.RPS != 1000 || r1.CaddyCPU != 0.5 || r1.UpstreamCPU != 0.1 || r1.LoadgenCPU != 0.05 || r1.CaddyRSSMiB != 60 ||
+		r1.Latency.P50 != 200 || r1.Seconds != 1 {
+		t.Fatalf("figures: %+v", r1)
+	}
+	r2 := figures(UpstreamFast, ConfigA, ModeMax, 2, 0, result(3000, 400*time.Microsecond, time.Second, map[string]uint64{"401": 3}),
+		time.Second, 0, 0, 70<<20)
+	agg := aggregate([]LoadFigures{r1, r2})
+	if len(agg) != 1 {
+		t.Fatalf("aggregate: %d entries, want 1", len(agg))
+	}
+	a := agg[0]
+	// 4000 requests in 2 s; 1.5 CPU-s over 4000 requests; the larger peak.
+	if a.Round != 0 || a.Requests != 4000 || a.OK != 3997 || a.RPS != 2000 || a.CaddyCPU != 0.375 || a.CaddyRSSMiB != 70 ||
+		math.Abs(a.Latency.P50-400) > 1 || a.Latency.Max != 400 || !reflect.DeepEqual(a.Errors, map[string]uint64{"401": 3}) {
+		t.Errorf("aggregate: %+v", a)
+	}
+}
+
+func TestCompare(t *testing.T) {
+	mk := func(up Upstream, cfg Config, mode string, rps float64, p50, p99 float64, cpu, rss float64) LoadFigures {
+		return LoadFigures{Upstream: up, Config: cfg, Mode: mode, RPS: rps, Rate: 500,
+			Latency: Summary{P50: p50, P90: p50 * 2, P99: p99, Max: p99 * 2}, CaddyCPU: cpu, CaddyRSSMiB: rss}
+	}
+	load := []LoadFigures{
+		mk(UpstreamFast, ConfigA, ModeMax, 1000, 100, 400, 0.2, 50),
+		mk(UpstreamFast, ConfigA, ModeFixed, 500, 80, 300, 0.25, 50),
+		mk(UpstreamFast, ConfigB, ModeMax, 900, 120, 500, 0.25, 75),
+		mk(UpstreamFast, ConfigB, ModeFixed, 500, 110, 420, 0.3, 75),
+		mk(UpstreamNanoMDM, ConfigA, ModeMax, 300, 1000, 3000, 0.3, 50), // no B: no ratio
+	}
+	ratios, added := compare(load)
+	want := []Ratio{
+		{Upstream: UpstreamFast, Mode: ModeMax, RPS: 0.9, P50: 1.2, P90: 1.2, P99: 1.25, Max: 1.25, CaddyCPU: 1.25, RSS: 1.5},
+		{Upstream: UpstreamFast, Mode: ModeFixed, RPS: 1, P50: 1.375, P90: 1.375, P99: 1.4, Max: 1.4, CaddyCPU: 1.2, RSS: 1.5},
+	}
+	if !reflect.DeepEqual(ratios, want) {
+		t.Errorf("ratios\n got %+v\nwant %+v", ratios, want)
+	}
+	wantAdded := []AddedLatency{{Upstream: UpstreamFast, Rate: 500, P50: 30, P90: 60, P99: 120}}
+	if !reflect.DeepEqual(added, wantAdded) {
+		t.Errorf("added %+v, want %+v", added, wantAdded)
+	}
+}
+
+// sampleReport is a complete report with round figures.
+func sampleReport() *Report {
+	r := &Report{
+		Machine:  Machine{CPU: "Test CPU", CPUs: 2, MemoryMiB: 4096, OS: "linux", Arch: "amd64", Go: "go1.26"},
+		Started:  time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC),
+		Seconds:  321,
+		Settings: Settings{Devices: 10000, Connections: 32, DurationSeconds: 10, Rounds: 2, RateFraction: 0.5, Upstreams: []Upstream{UpstreamFast}},
+		Load: []LoadFigures{
+			{Upstream: UpstreamFast, Config: ConfigA, Mode: ModeMax, RPS: 10000, Latency: Summary{P50: 150, P99: 600}, CaddyRSSMiB: 50},
+			{Upstream: UpstreamFast, Config: ConfigA, Mode: ModeFixed, Rate: 5000, RPS: 5000, Latency: Summary{P50: 120, P99: 400}},
+			{Upstream: UpstreamFast, Config: ConfigB, Mode: ModeMax, RPS: 9500, Latency: Summary{P50: 160, P99: 650}, Errors: map[string]uint64{"503": 2}},
+			{Upstream: UpstreamFast, Config: ConfigB, Mode: ModeFixed, Rate: 5000, RPS: 5000, Latency: Summary{P50: 150, P99: 480}},
+		},
+		Scale: []ScaleFigures{
+			{Tokens: 10_000, RPS: 9000, CaddyRSSMiB: 80, ReopenSeconds: 0.05},
+			{Tokens: 1_000_000, RPS: 8500, CaddyRSSMiB: 300, ReopenSeconds: 1.5},
+		},
+		Enrollment: &EnrollFigures{Concurrency: 8, Started: 400, Completed: 400, Seconds: 20, PerSecond: 20, CaddyCPUms: 3, IdPCPUms: 9},
+		GoBench:    []GoBench{{Package: "github.com/mdmauth/mdmauth/internal/gateway", Name: HotPathBenchmark, Iterations: 10, NsPerOp: 29843, BytesPerOp: 13921, AllocsPerOp: 301}},
+		Profiles:   []string{"prof/caddy-B-fast-cpu.pprof"},
+	}
+	r.Ratios, r.Added = compare(r.Load)
+	r.Targets = Evaluate(r)
+	return r
+}
+
+func TestJSONRoundTrip(t *testing.T) {
+	r := sampleReport()
+	var buf bytes.Buffer
+	if err := r.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{`"caddy_cpu_s_per_1k"`, `"p99_us"`, `"added_latency"`, `"go_benchmarks"`, `"targets"`, `"status": "missed"`} {
+		if !strings.Contains(buf.String(), key) {
+			t.Errorf("JSON lacks %s", key)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "r.json")
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadJSON(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, r) {
+		t.Errorf("round trip differs:\n got %+v\nwant %+v", back, r)
+	}
+	if _, err := ReadJSON(filepath.Join(t.TempDir(), "missing.json")); err == nil {
+		t.Error("ReadJSON of a missing file succeeded")
+	}
+}
+
+func TestWriteText(t *testing.T) {
+	var buf bytes.Buffer
+	if err := sampleReport().WriteText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		"Machine: Test CPU, 2 CPUs, 4.0 GiB",
+		"A: reverse_proxy alone, B: mdm_auth + reverse_proxy (10000 devices, 32 connections, 10 s per run, 2 rounds",
+		"fixed 5000/s", "503×2",
+		"B / A", "0.950", // throughput ratio
+		"Latency added by mdm_auth", "30.0", "80.0", // p50 and p99 added
+		"Scale:", "1000000",
+		"Full enrollments through the gateway (8 at a time)",
+		"Go benchmarks", "internal/gateway", "29843", "301",
+		"Targets", "missed", "not measured", "over by 14.8 µs (99.0 %)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("text output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestUpdateDocs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "benchmarks.md")
+	doc := "# Benchmarks\n\nintro\n\n" + ResultsBegin + "\nold figures\n" + ResultsEnd + "\n\nafter\n"
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := UpdateDocs(path, sampleReport()); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	s := string(b)
+	if strings.Contains(s, "old figures") || !strings.HasPrefix(s, "# Benchmarks\n\nintro\n\n"+ResultsBegin) ||
+		!strings.HasSuffix(s, ResultsEnd+"\n\nafter\n") {
+		t.Errorf("markers or surrounding text not kept:\n%s", s)
+	}
+	for _, want := range []string{"### Targets", "| status | target | want | got | gap |", "|---|---:|", "| missed |"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("Markdown lacks %q", want)
+		}
+	}
+	if err := os.WriteFile(path, []byte("no markers"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := UpdateDocs(path, sampleReport()); err == nil {
+		t.Error("UpdateDocs without markers succeeded")
+	}
+}
