@@ -62,10 +62,17 @@ func (m *Manager) Authorize(ctx context.Context, req Request) (*Decision, error)
 		return deny(ReasonNoEnrollmentID, nil, nil), nil
 	}
 	now := m.now()
-	enr, err := m.Store.Enrollment(ctx, req.EnrollmentID)
-	if errors.Is(err, store.ErrNotFound) {
-		enr, err = nil, nil
+	// One read for the enrollment and the token: the bearer is hashed
+	// first when it has the shape of one of ours.
+	var (
+		h  store.Hash
+		hp *store.Hash
+	)
+	if req.Bearer != "" && WellFormed(req.Bearer) {
+		h = HashOf(req.Bearer)
+		hp = &h
 	}
+	enr, tok, err := m.Store.Lookup(ctx, req.EnrollmentID, hp)
 	if err != nil {
 		return nil, err
 	}
@@ -108,16 +115,11 @@ func (m *Manager) Authorize(ctx context.Context, req Request) (*Decision, error)
 		}
 		return deny(ReasonMalformed, nil, enr), nil
 	}
-	h := HashOf(req.Bearer)
-	tok, err := m.Store.Token(ctx, h)
-	if errors.Is(err, store.ErrNotFound) {
+	if tok == nil {
 		if offboarding {
 			return m.allowOffboarding(req, nil, enr), nil
 		}
 		return deny(ReasonUnknown, nil, enr), nil
-	}
-	if err != nil {
-		return nil, err
 	}
 
 	// CheckOut cannot handle a 401: accept it with the enrollment's own

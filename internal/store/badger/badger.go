@@ -64,6 +64,12 @@ type Options struct {
 	// GCInterval is the period of value-log garbage collection; default 10
 	// minutes, negative disables it.
 	GCInterval time.Duration
+	// CacheEntries bounds the in-process cache of decoded tokens and
+	// enrollments that spares the MDM hot path the decoding; zero means
+	// DefaultCacheEntries, negative disables the cache. Every lookup
+	// still reads the record's current version from the database, so the
+	// cache never serves a stale record.
+	CacheEntries int
 }
 
 // Store is a store.Store on a Badger database.
@@ -73,6 +79,7 @@ type Store struct {
 	now       func() time.Time
 	log       *slog.Logger
 	retention time.Duration
+	cache     *recordCache
 
 	// mu guards closed: operations hold it shared, Close exclusively, so
 	// the database is never closed under a running operation.
@@ -128,6 +135,7 @@ func Open(o Options) (*Store, error) {
 		now:       o.Now,
 		log:       o.Logger,
 		retention: o.TokenRetention,
+		cache:     newRecordCache(o.CacheEntries),
 		stop:      make(chan struct{}),
 		gcDone:    make(chan struct{}),
 	}
@@ -233,18 +241,22 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // enter starts an operation: it fails if ctx is done or the store is
-// closed, and otherwise holds off Close until the returned func is called.
-func (s *Store) enter(ctx context.Context) (func(), error) {
+// closed, and otherwise holds off Close until the caller calls s.leave.
+// (A method value would allocate on every call, and this is the hot path.)
+func (s *Store) enter(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
-		return nil, store.ErrClosed
+		return store.ErrClosed
 	}
-	return s.mu.RUnlock, nil
+	return nil
 }
+
+// leave ends an operation started by a successful enter.
+func (s *Store) leave() { s.mu.RUnlock() }
 
 // enterLong starts a long operation: it fails if ctx is done or the store
 // is closed, and otherwise holds off closing the database until the
@@ -266,11 +278,10 @@ func (s *Store) enterLong(ctx context.Context) (func(), error) {
 
 // view runs fn in a read-only transaction.
 func (s *Store) view(ctx context.Context, fn func(*badgerdb.Txn) error) error {
-	leave, err := s.enter(ctx)
-	if err != nil {
+	if err := s.enter(ctx); err != nil {
 		return err
 	}
-	defer leave()
+	defer s.leave()
 	return s.db.View(fn)
 }
 
@@ -278,11 +289,10 @@ func (s *Store) view(ctx context.Context, fn func(*badgerdb.Txn) error) error {
 // scratch when a concurrent transaction wrote a key fn read. fn must not
 // have side effects outside the transaction.
 func (s *Store) update(ctx context.Context, fn func(*badgerdb.Txn) error) error {
-	leave, err := s.enter(ctx)
-	if err != nil {
+	if err := s.enter(ctx); err != nil {
 		return err
 	}
-	defer leave()
+	defer s.leave()
 	for attempt := 1; ; attempt++ {
 		err := s.db.Update(fn)
 		if !errors.Is(err, badgerdb.ErrConflict) {

@@ -16,7 +16,7 @@ func (s *Store) Enrollment(ctx context.Context, id string) (*store.Enrollment, e
 	var e *store.Enrollment
 	err := s.view(ctx, func(txn *badgerdb.Txn) error {
 		var err error
-		e, err = getEnrollment(txn, id)
+		e, err = s.cachedEnrollment(txn, id)
 		if err == nil && e == nil {
 			err = store.ErrNotFound
 		}
@@ -137,6 +137,33 @@ func (s *Store) EnrollmentsForUser(ctx context.Context, iss, sub string) ([]*sto
 		return nil, err
 	}
 	return out, nil
+}
+
+// Lookup reads the enrollment and, when h is not nil, the token in one
+// read-only transaction; either is nil when absent.
+func (s *Store) Lookup(ctx context.Context, enrollmentID string, h *store.Hash) (*store.Enrollment, *store.Token, error) {
+	var (
+		e *store.Enrollment
+		t *store.Token
+	)
+	err := s.view(ctx, func(txn *badgerdb.Txn) error {
+		var err error
+		if e, err = s.cachedEnrollment(txn, enrollmentID); err != nil {
+			return err
+		}
+		if h == nil {
+			return nil
+		}
+		t, err = s.cachedToken(txn, *h)
+		if errors.Is(err, store.ErrNotFound) {
+			t, err = nil, nil
+		}
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, t, nil
 }
 
 // getEnrollment reads an enrollment; nil without error if absent.

@@ -148,13 +148,12 @@ func (s *Store) FamiliesForUser(ctx context.Context, iss, sub string) ([]*store.
 // lengths). It includes Badger's logs and not yet compacted data, so it is
 // more than the size of the records.
 func (s *Store) Size(ctx context.Context) (int64, error) {
-	leave, err := s.enter(ctx)
-	if err != nil {
+	if err := s.enter(ctx); err != nil {
 		return 0, err
 	}
-	defer leave()
+	defer s.leave()
 	var n int64
-	err = filepath.WalkDir(s.dir, func(_ string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(s.dir, func(_ string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

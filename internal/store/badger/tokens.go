@@ -37,7 +37,7 @@ func (s *Store) Token(ctx context.Context, h store.Hash) (*store.Token, error) {
 	var t *store.Token
 	err := s.view(ctx, func(txn *badgerdb.Txn) error {
 		var err error
-		t, err = getToken(txn, h)
+		t, err = s.cachedToken(txn, h)
 		return err
 	})
 	if err != nil {

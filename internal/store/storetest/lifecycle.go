@@ -48,6 +48,10 @@ func everyMethod(now time.Time) []call {
 			_, _, err := s.Bind(ctx, h, "E2", bindFunc(now))
 			return err
 		}},
+		{"Lookup", func(ctx context.Context, s store.Store) error {
+			_, _, err := s.Lookup(ctx, "E1", &h)
+			return err
+		}},
 		{"TokensForEnrollment", func(ctx context.Context, s store.Store) error {
 			_, err := s.TokensForEnrollment(ctx, "E1")
 			return err

@@ -35,6 +35,7 @@ func Run(t *testing.T, f Factory) {
 	t.Run("Tokens", func(t *testing.T) { testTokens(t, f) })
 	t.Run("Enrollments", func(t *testing.T) { testEnrollments(t, f) })
 	t.Run("Bind", func(t *testing.T) { testBind(t, f) })
+	t.Run("Lookup", func(t *testing.T) { testLookup(t, f) })
 	t.Run("TokensForEnrollment", func(t *testing.T) { testTokensForEnrollment(t, f) })
 	t.Run("EnrollmentsForUser", func(t *testing.T) { testEnrollmentsForUser(t, f) })
 	t.Run("LoginStates", func(t *testing.T) { testLoginStates(t, f) })
