@@ -5,12 +5,18 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/url"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/mdmauth/mdmauth/internal/gateway"
 	"github.com/mdmauth/mdmauth/internal/store"
 	"github.com/mdmauth/mdmauth/internal/store/badger"
 )
@@ -35,6 +41,19 @@ type App struct {
 	dir   string
 	store store.Store
 	log   *zap.Logger
+
+	// adm is the admin API's use of the app.
+	adm *appAdmin
+}
+
+// appAdmin is what the admin API shares with an app: users counts the
+// requests holding the store, cleaned is set by Cleanup, and sites lists
+// the handlers provisioned with the app.
+type appAdmin struct {
+	mu      sync.Mutex
+	users   int
+	cleaned bool
+	sites   []*site
 }
 
 // CaddyModule returns the Caddy module information.
@@ -72,6 +91,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.dir = dir
 	a.store = val.(sharedStore).Store
+	a.adm = new(appAdmin)
 	a.log.Info("token store ready", zap.String("dir", dir), zap.Bool("shared", loaded))
 	return nil
 }
@@ -79,19 +99,152 @@ func (a *App) Provision(ctx caddy.Context) error {
 // Store returns the app's store.
 func (a *App) Store() store.Store { return a.store }
 
-// Start is a no-op: the store is opened in Provision.
-func (a *App) Start() error { return nil }
+// Start makes this app the one the admin API serves.
+func (a *App) Start() error {
+	running.Lock()
+	running.apps = append(running.apps, a)
+	running.Unlock()
+	return nil
+}
 
-// Stop is a no-op: the store is released in Cleanup.
-func (a *App) Stop() error { return nil }
+// Stop hands the admin API back to the app started before, if any (a
+// reload starts the new config's app before it stops the old one's).
+func (a *App) Stop() error {
+	running.Lock()
+	running.apps = slices.DeleteFunc(running.apps, func(x *App) bool { return x == a })
+	running.Unlock()
+	return nil
+}
 
-// Cleanup releases this config's use of the store; the last user closes it.
+// Cleanup releases this config's use of the store; the last user closes
+// it. An admin request still using the store releases it when it ends.
 func (a *App) Cleanup() error {
 	if a.dir == "" {
 		return nil
 	}
+	a.adm.mu.Lock()
+	a.adm.cleaned = true
+	busy := a.adm.users > 0
+	a.adm.mu.Unlock()
+	if busy {
+		return nil
+	}
 	_, err := stores.Delete(a.dir)
 	return err
+}
+
+// running lists the started mdm_auth apps, newest last. The admin API,
+// whose module Caddy provisions before the apps of a config (and keeps
+// when a reload fails), serves the newest at each request.
+var running struct {
+	sync.Mutex
+	apps []*App
+}
+
+// acquire pins the app's store for an admin request; false once the app
+// was cleaned up.
+func (a *App) acquire() bool {
+	if a.adm == nil {
+		return false
+	}
+	a.adm.mu.Lock()
+	defer a.adm.mu.Unlock()
+	if a.adm.cleaned {
+		return false
+	}
+	a.adm.users++
+	return true
+}
+
+// release ends an admin request's use of the store; after Cleanup, the
+// last one releases the store.
+func (a *App) release() {
+	a.adm.mu.Lock()
+	a.adm.users--
+	last := a.adm.users == 0 && a.adm.cleaned
+	a.adm.mu.Unlock()
+	if last {
+		if _, err := stores.Delete(a.dir); err != nil && a.log != nil {
+			a.log.Error("closing the token store", zap.Error(err))
+		}
+	}
+}
+
+// errReloading is returned when every running app was cleaned up while
+// an admin request looked for one.
+var errReloading = fmt.Errorf("the configuration is being replaced; try again")
+
+// acquireRunning returns the newest running app, pinned; call release
+// when done.
+func acquireRunning() (*App, error) {
+	for range 10 {
+		running.Lock()
+		var a *App
+		if n := len(running.apps); n > 0 {
+			a = running.apps[n-1]
+		}
+		running.Unlock()
+		if a == nil {
+			return nil, errNotRunning
+		}
+		if a.acquire() {
+			return a, nil
+		}
+	}
+	return nil, errReloading
+}
+
+// site is a provisioned mdm_auth handler, for the admin API.
+type site struct {
+	key   string // the handler's configuration, to merge identical ones
+	names []string
+	gw    *gateway.Gateway
+}
+
+// addSite records a provisioned handler. Handlers with the same
+// configuration (one site block served on several listeners) are one
+// site.
+func (a *App) addSite(h *Handler) {
+	key, _ := json.Marshal(h)
+	if a.adm == nil {
+		return
+	}
+	a.adm.mu.Lock()
+	defer a.adm.mu.Unlock()
+	for _, s := range a.adm.sites {
+		if s.key == string(key) {
+			return
+		}
+	}
+	a.adm.sites = append(a.adm.sites, &site{key: string(key), names: siteNames(h), gw: h.gw})
+}
+
+// siteNames are what the admin API's site parameter matches for h: the
+// host of its public_url, then its discovery and policy domains.
+func siteNames(h *Handler) []string {
+	var names []string
+	add := func(n string) {
+		n = strings.ToLower(strings.TrimSuffix(n, "."))
+		if n != "" && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	if pu := caddy.NewReplacer().ReplaceKnown(h.PublicURL, ""); pu != "" {
+		if u, err := url.Parse(pu); err == nil {
+			add(u.Host)
+		}
+	}
+	for _, d := range h.Discovery.Domains {
+		add(d)
+	}
+	if h.Policy != nil {
+		for _, r := range h.Policy.Rules {
+			for _, d := range r.Domains {
+				add(d)
+			}
+		}
+	}
+	return names
 }
 
 // Interface guards.

@@ -18,7 +18,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "mdm-auth",
-		Usage: "check <user@domain> [--model-family <family>] [--discovery-base <https://host>] [--ca <pem file>] [--timeout <duration>] [--json]",
+		Usage: "check|list|show|revoke|reauth|block|unblock|offboard|remove|profile|stats|backup|restore [args]",
 		Short: "Checks an account-driven enrollment deployment the way a device meets it",
 		Long: `
 Tools for deployments of the mdm_auth handler (Apple account-driven
@@ -29,9 +29,20 @@ enrollment).
 walks service discovery and the first enrollment request against a live
 deployment the way an iPhone, iPad or Mac does and reports every deviation
 from Apple's rules, each with its fix. It exits 0 only when a device would
-get through.`,
+get through.
+
+  caddy mdm-auth list | show | revoke | reauth | block | unblock | offboard | remove | profile | stats
+
+operate a running deployment through Caddy's admin endpoint (--address, or
+--config/--adapter to read it from the configuration), and
+
+  caddy mdm-auth backup | restore
+
+copy the token store (live through the admin endpoint, or offline).
+"caddy mdm-auth <command> --help" tells more.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.AddCommand(newCheckCommand())
+			addAdminCommands(cmd)
 		},
 	})
 }
