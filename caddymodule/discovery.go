@@ -59,11 +59,16 @@ func (h *DiscoveryHandler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		if err := procMetrics.register(reg); err != nil {
+			return fmt.Errorf("registering metrics: %v", err)
+		}
+	}
 	d := &gateway.Discovery{
 		Domains:        lower(h.Discovery.Domains),
 		NotFound:       h.Discovery.Unknown == "404",
 		UnknownMessage: h.Discovery.UnknownMessage,
-		Log:            ctx.Logger(),
+		Log:            procMetrics.logger(ctx.Logger(), ""), // counts the discovery answers
 		ClientIP:       clientIP,
 	}
 	redirect, base := repl.ReplaceKnown(h.Redirect, ""), repl.ReplaceKnown(h.BaseURL, "")

@@ -54,6 +54,9 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, next Next) error
 		return nil
 	}
 
+	if g.Hooks.Allowed != nil {
+		g.Hooks.Allowed(dec.Reason)
+	}
 	r.Header.Del("Authorization")
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
@@ -66,6 +69,10 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, next Next) error
 			g.log.Info("mdm request not accepted upstream; nothing recorded", append(g.audit(audit.MDMNotAccepted, r, fields), zap.Int("status", rec.status))...)
 		}
 		return err
+	}
+	var fresh, replaced bool
+	if g.Hooks.Bound != nil {
+		fresh, replaced = newBinding(dec) // judged on what Authorize saw
 	}
 	if cerr := dec.Commit(r.Context()); cerr != nil {
 		g.log.Warn("recording mdm request outcome failed", append(fields, zap.Error(cerr))...)
@@ -82,6 +89,9 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, next Next) error
 		}
 	default:
 		g.log.Info("token bound to enrollment", g.audit(audit.TokenBound, r, fields)...)
+		if fresh {
+			g.bound(r.Context(), dec.Token, req.EnrollmentID, replaced)
+		}
 	}
 	return nil
 }

@@ -65,6 +65,9 @@ type Lab struct {
 
 	// BaseURL is https://127.0.0.1:<port>, the gateway.
 	BaseURL string
+	// AdminURL is http://127.0.0.1:<port>, Caddy's admin endpoint (its
+	// /metrics, /config and the mdm_auth admin API).
+	AdminURL string
 	// HTTPClient trusts the lab's CA.
 	HTTPClient *http.Client
 	// StorageDir is the token store.
@@ -118,6 +121,7 @@ func Start(tb testenv.TB, o Options) (*Lab, error) {
 		Dir:        dir,
 		CA:         ca,
 		BaseURL:    fmt.Sprintf("https://127.0.0.1:%d", httpsPort),
+		AdminURL:   fmt.Sprintf("http://127.0.0.1:%d", adminPort),
 		StorageDir: filepath.Join(dir, "mdmauth-store"),
 		AccessLog:  filepath.Join(dir, "access.log"),
 	}
