@@ -44,6 +44,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //			require_claim          groups mdm-users
 //			revalidate_on_refresh  15m
 //			refresh_token_keys     {env.MDMAUTH_IDP_TOKEN_KEYS}
+//			backchannel_logout     [all_sessions] {
+//				max_age 10m
+//			}
 //		}
 //		discovery {
 //			domains example.com example.org
@@ -66,6 +69,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		require_identifier_match
 //		max_enroll_body    64KiB
 //		max_mdm_body       8MiB
+//		binding_webhook    https://mdm.example.com/hooks/bound {
+//			secret  {env.MDMAUTH_WEBHOOK_SECRET}
+//			timeout 5s
+//		}
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -198,6 +205,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := h.OIDC.unmarshal(d); err != nil {
 				return err
 			}
+		case "binding_webhook":
+			if h.BindingWebhook != nil {
+				return d.Err("binding_webhook given twice")
+			}
+			h.BindingWebhook = new(BindingWebhook)
+			if err := h.BindingWebhook.unmarshal(d); err != nil {
+				return err
+			}
 		case "discovery":
 			if err := h.Discovery.unmarshal(d); err != nil {
 				return err
@@ -276,8 +291,53 @@ func (o *OIDC) unmarshal(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&o.RefreshTokenKeys) {
 				return d.ArgErr()
 			}
+		case "backchannel_logout":
+			if o.BackchannelLogout != nil {
+				return d.Err("backchannel_logout given twice")
+			}
+			o.BackchannelLogout = new(BackchannelLogout)
+			if err := o.BackchannelLogout.unmarshal(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unknown oidc option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// unmarshal parses the rest of
+//
+//	backchannel_logout [all_sessions] {
+//		all_sessions
+//		max_age 10m
+//	}
+func (b *BackchannelLogout) unmarshal(d *caddyfile.Dispenser) error {
+	for d.NextArg() {
+		if d.Val() != "all_sessions" {
+			return d.Errf("backchannel_logout: unknown argument %q (want all_sessions)", d.Val())
+		}
+		b.AllSessions = true
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "all_sessions":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			b.AllSessions = true
+		case "max_age":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return d.Errf("backchannel_logout max_age: invalid duration %q", v)
+			}
+			b.MaxAge = caddy.Duration(dur)
+		default:
+			return d.Errf("unknown backchannel_logout option %q (want all_sessions, max_age)", d.Val())
 		}
 	}
 	return nil

@@ -326,6 +326,18 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{"revalidate_on_refresh at the default pace", "oidc {\nrevalidate_on_refresh\n}", func(h *Handler) {
 			h.OIDC.RevalidateOnRefresh = true
 		}},
+		{"backchannel_logout", "oidc {\nbackchannel_logout\n}", func(h *Handler) {
+			h.OIDC.BackchannelLogout = &BackchannelLogout{}
+		}},
+		{"backchannel_logout all_sessions", "oidc {\nbackchannel_logout all_sessions\n}", func(h *Handler) {
+			h.OIDC.BackchannelLogout = &BackchannelLogout{AllSessions: true}
+		}},
+		{"backchannel_logout block", "oidc {\nbackchannel_logout {\nall_sessions\nmax_age 5m\n}\n}", func(h *Handler) {
+			h.OIDC.BackchannelLogout = &BackchannelLogout{AllSessions: true, MaxAge: caddy.Duration(5 * time.Minute)}
+		}},
+		{"backchannel_logout max_age only", "oidc {\nbackchannel_logout {\nmax_age 90s\n}\n}", func(h *Handler) {
+			h.OIDC.BackchannelLogout = &BackchannelLogout{MaxAge: caddy.Duration(90 * time.Second)}
+		}},
 		{"managed_apple_id_template", "oidc {\nmanaged_apple_id_template {claim.upn}@appleid.example.com\n}", func(h *Handler) {
 			h.OIDC.ManagedAppleIDTemplate = "{claim.upn}@appleid.example.com"
 		}},
@@ -551,6 +563,22 @@ func TestCaddyfileErrors(t *testing.T) {
 		// Like the oauth2 durations: a pace of zero or less is a mistake,
 		// not a request for the default.
 		{"revalidate_on_refresh negative", site("\t\toidc {\n\t\t\trevalidate_on_refresh -15m\n\t\t}"), []string{"revalidate_on_refresh:", `"-15m"`}, 4},
+
+		// back-channel logout
+		{"backchannel_logout unknown argument", site("\t\toidc {\n\t\t\tbackchannel_logout sid_only\n\t\t}"),
+			[]string{`backchannel_logout: unknown argument "sid_only" (want all_sessions)`}, 4},
+		{"backchannel_logout unknown option", site("\t\toidc {\n\t\t\tbackchannel_logout {\n\t\t\t\tleeway 1m\n\t\t\t}\n\t\t}"),
+			[]string{`unknown backchannel_logout option "leeway" (want all_sessions, max_age)`}, 5},
+		{"backchannel_logout max_age without value", site("\t\toidc {\n\t\t\tbackchannel_logout {\n\t\t\t\tmax_age\n\t\t\t}\n\t\t}"),
+			[]string{"wrong argument count", "'max_age'"}, 5},
+		{"backchannel_logout max_age not a duration", site("\t\toidc {\n\t\t\tbackchannel_logout {\n\t\t\t\tmax_age soon\n\t\t\t}\n\t\t}"),
+			[]string{"backchannel_logout max_age:", `"soon"`}, 5},
+		{"backchannel_logout max_age zero", site("\t\toidc {\n\t\t\tbackchannel_logout {\n\t\t\t\tmax_age 0s\n\t\t\t}\n\t\t}"),
+			[]string{"backchannel_logout max_age:", `"0s"`}, 5},
+		{"backchannel_logout all_sessions with a value", site("\t\toidc {\n\t\t\tbackchannel_logout {\n\t\t\t\tall_sessions yes\n\t\t\t}\n\t\t}"),
+			[]string{"wrong argument count"}, 5},
+		{"backchannel_logout twice", site("\t\toidc {\n\t\t\tbackchannel_logout\n\t\t\tbackchannel_logout all_sessions\n\t\t}"),
+			[]string{"backchannel_logout given twice"}, 5},
 
 		// policy
 		{"policy with an argument", site("\t\tpolicy strict {\n\t\t}"), []string{"wrong argument count"}, 3},

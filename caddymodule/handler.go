@@ -20,6 +20,7 @@ import (
 	"github.com/mdmauth/mdmauth/internal/signin"
 	"github.com/mdmauth/mdmauth/internal/store"
 	"github.com/mdmauth/mdmauth/internal/token"
+	"github.com/mdmauth/mdmauth/internal/webhook"
 )
 
 // DefaultAccessTokenTTL is the lifetime of tokens from web sign-in. Every
@@ -84,8 +85,12 @@ type Handler struct {
 	SignIn string `json:"sign_in,omitempty"`
 	// OAuth2 configures the oauth2 method.
 	OAuth2 *OAuth2 `json:"oauth2,omitempty"`
+	// BindingWebhook, when set, is sent a signed event after every new
+	// binding of an enrollment to a user.
+	BindingWebhook *BindingWebhook `json:"binding_webhook,omitempty"`
 
-	gw *gateway.Gateway
+	gw      *gateway.Gateway
+	webhook *webhook.Sender
 }
 
 // ESSO configures Enrollment SSO: the enrollment 401 carries
@@ -206,6 +211,24 @@ type OIDC struct {
 	// {env.*} is expanded. Default: a key generated in the token store
 	// (then a copy of the store holds the key too).
 	RefreshTokenKeys string `json:"refresh_token_keys,omitempty"`
+	// BackchannelLogout, when present, serves OpenID Connect Back-Channel
+	// Logout 1.0 at https://<host><prefix>/oidc/backchannel-logout (register
+	// that URL at the provider as the client's backchannel_logout_uri). A
+	// logout token with a sid ends that sign-in's tokens and token families
+	// and moves its enrollments to reauth.
+	BackchannelLogout *BackchannelLogout `json:"backchannel_logout,omitempty"`
+}
+
+// BackchannelLogout configures OpenID Connect back-channel logout.
+type BackchannelLogout struct {
+	// AllSessions honours logout tokens that carry only sub (no sid) by
+	// ending every session of the user, on all of their devices. Off (the
+	// default), such tokens are refused with 400: some providers send them
+	// whenever the user signs out of any application.
+	AllSessions bool `json:"all_sessions,omitempty"`
+	// MaxAge is how old (by iat) an accepted logout token may be.
+	// Default: 10 minutes.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
 }
 
 // RequireClaim requires a claim to equal (or, for a list claim such as
@@ -309,12 +332,25 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision builds the gateway. It reads local files and the store; it
 // does no network I/O (OIDC discovery happens at the first sign-in).
 func (h *Handler) Provision(ctx caddy.Context) error {
-	log := ctx.Logger()
+	method := methodWeb
+	if h.SignIn == "oauth2" {
+		method = methodOAuth2
+	}
+	log := procMetrics.logger(ctx.Logger(), method) // counts the audit entries
 	appIface, err := ctx.App("mdm_auth")
 	if err != nil {
 		return fmt.Errorf("loading mdm_auth app: %v", err)
 	}
 	st := appIface.(*App).Store()
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		if err := procMetrics.register(reg); err != nil {
+			return fmt.Errorf("registering metrics: %v", err)
+		}
+		if err := registerInventory(reg, newInventoryGauges(ctx, st, log)); err != nil {
+			return fmt.Errorf("registering metrics: %v", err)
+		}
+	}
+	st = procMetrics.timeStore(st)
 	repl := caddy.NewReplacer()
 	expand := func(s string) string { return repl.ReplaceKnown(s, "") }
 
@@ -432,6 +468,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("oidc: %v", err)
 	}
+	if bl := h.OIDC.BackchannelLogout; bl != nil {
+		if bl.MaxAge < 0 {
+			return fmt.Errorf("oidc backchannel_logout max_age must not be negative")
+		}
+		cfg.BackchannelLogout = &gateway.BackchannelLogout{
+			Verifier:    &signin.Logout{RP: rp, MaxAge: time.Duration(bl.MaxAge)},
+			AllSessions: bl.AllSessions,
+		}
+	}
 	key, err := st.Secret(ctx, "signin-flow-hmac", func() ([]byte, error) { return randomBytes(32) })
 	if err != nil {
 		return fmt.Errorf("loading the sign-in signing key: %v", err)
@@ -478,6 +523,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.gw.OriginalPath = originalPath
 	h.gw.SetClientIP(clientIP)
 	h.gw.SkipAccessLog = func(r *http.Request) { caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true) }
+	appIface.(*App).addSite(h) // for the admin API's profile rendering
+	h.gw.Hooks = gateway.Hooks{Allowed: procMetrics.countAllowed, Bound: h.bound}
+	if h.BindingWebhook != nil {
+		if h.webhook, err = h.BindingWebhook.provision(expand, log); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -591,5 +643,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // Interface guards.
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

@@ -38,6 +38,10 @@ const (
 	TokenBound           = "token.bound"
 	EnrollmentCheckedOut = "enrollment.checked_out"
 	MacRecorded          = "enrollment.mac_recorded"
+	// LogoutBackchannel: the identity provider ended a session through
+	// back-channel logout; LogoutRefused: a logout request was refused.
+	LogoutBackchannel = "logout.backchannel"
+	LogoutRefused     = "logout.refused"
 )
 
 // ClientIP returns the client's address for a request; the Caddy module
@@ -68,3 +72,14 @@ func Fields(event string, r *http.Request, ip ClientIP) []zap.Field {
 	}
 	return append(f, zap.String("client_ip", addr), zap.String("user_agent", ua))
 }
+
+// Admin API events (logger admin.api.mdm_auth): an operator's change made
+// through Caddy's admin endpoint. client_ip is the admin client's address
+// and, on the remote (mTLS) endpoint, admin_cert names its certificate.
+const (
+	AdminStateChanged    = "admin.enrollment_state_changed"
+	AdminGrantsRevoked   = "admin.grants_revoked"
+	AdminTokenRevoked    = "admin.token_revoked"
+	AdminProfileRendered = "admin.profile_rendered"
+	AdminBackup          = "admin.backup"
+)

@@ -72,6 +72,9 @@ type Config struct {
 	// id and redirect URL (the sign-in's OAuth2 must be set too);
 	// otherwise they use apple-as-web.
 	OAuth2 *OAuth2Challenge
+	// BackchannelLogout, when set, serves OpenID Connect back-channel
+	// logout at <prefix>/oidc/backchannel-logout.
+	BackchannelLogout *BackchannelLogout
 }
 
 // ESSO is Enrollment SSO: the header put on the enrollment 401 (never for a
@@ -111,6 +114,8 @@ type Gateway struct {
 	// with the access token, the callback URL with the code) so that the
 	// server's access log leaves it out. Optional.
 	SkipAccessLog func(*http.Request)
+	// Hooks observe the guard's outcomes (optional).
+	Hooks Hooks
 }
 
 // Deps are the gateway's collaborators.
@@ -213,6 +218,7 @@ const (
 	pathEnroll   = "/enroll/"
 	pathSignIn   = "/sign-in/"
 	pathCallback = "/oidc/callback"
+	pathLogout   = "/oidc/backchannel-logout"
 	pathESSO     = "/esso"
 	pathAuthz    = "/oauth2/authorize"
 	pathToken    = "/oauth2/token"
@@ -259,6 +265,8 @@ func (g *Gateway) own(w http.ResponseWriter, r *http.Request, rest string) {
 		g.web.Authorize(w, r, g.callbackURL(r))
 	case rest == pathToken && g.cfg.OAuth2 != nil:
 		g.web.TokenEndpoint(w, r)
+	case rest == pathLogout && g.logoutEnabled():
+		g.backchannelLogout(w, r)
 	case rest == pathCallback:
 		if g.SkipAccessLog != nil {
 			g.SkipAccessLog(r) // its URL holds the code, its answer the token
