@@ -67,7 +67,7 @@ func (s timedStore) Bind(ctx context.Context, h store.Hash, enrollmentID string,
 	return s.Store.Bind(ctx, h, enrollmentID, fn)
 }
 
-func (s timedStore) Lookup(ctx context.Context, enrollmentID string, h *store.Hash) (*store.Enrollment, *store.Token, error) {
+func (s timedStore) Lookup(ctx context.Context, enrollmentID string, h store.Hash) (*store.Enrollment, *store.Token, error) {
 	defer s.since("lookup", time.Now())
 	return s.Store.Lookup(ctx, enrollmentID, h)
 }

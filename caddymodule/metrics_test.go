@@ -296,7 +296,7 @@ func (fakeStore) UpdateEnrollment(context.Context, string, func(*store.Enrollmen
 func (fakeStore) Bind(context.Context, store.Hash, string, func(*store.Token, *store.Enrollment) (*store.Enrollment, error)) (*store.Token, *store.Enrollment, error) {
 	return nil, nil, nil
 }
-func (fakeStore) Lookup(context.Context, string, *store.Hash) (*store.Enrollment, *store.Token, error) {
+func (fakeStore) Lookup(context.Context, string, store.Hash) (*store.Enrollment, *store.Token, error) {
 	return nil, nil, nil
 }
 func (fakeStore) TokensForEnrollment(context.Context, string) ([]*store.Token, error) {

@@ -350,7 +350,23 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, bool) 
 		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
 		return nil, false
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	var (
+		b   []byte
+		err error
+	)
+	if r.ContentLength >= 0 {
+		// The usual case (devices send Content-Length): one exact
+		// allocation, then make sure nothing follows.
+		b = make([]byte, r.ContentLength)
+		if _, err = io.ReadFull(r.Body, b); err == nil {
+			var one [1]byte
+			if n, _ := r.Body.Read(one[:]); n > 0 {
+				err = errors.New("body longer than its Content-Length")
+			}
+		}
+	} else {
+		b, err = io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"io"
 	"net/http"
 	"strconv"
 
@@ -41,15 +40,19 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, next Next) error
 		storeUnavailable(w, g.log, err)
 		return nil
 	}
-	fields := []zap.Field{zap.String("enrollment_id", req.EnrollmentID), zap.String("message_type", msg.MessageType),
-		zap.Bool("user_channel", req.UserChannel), zap.String("reason", string(dec.Reason)), tokenID(dec.Token)}
+	// Built only when something is logged: the allowed request that
+	// changes nothing, the bulk of the traffic, logs nothing.
+	fields := func() []zap.Field {
+		return []zap.Field{zap.String("enrollment_id", req.EnrollmentID), zap.String("message_type", msg.MessageType),
+			zap.Bool("user_channel", req.UserChannel), zap.String("reason", string(dec.Reason)), tokenID(dec.Token)}
+	}
 	if !dec.Allow {
 		if dec.Reason == token.ReasonNoEnrollmentID {
-			g.log.Info("mdm request rejected", g.audit(audit.MDMRejected, r, fields)...)
+			g.log.Info("mdm request rejected", g.audit(audit.MDMRejected, r, fields())...)
 			http.Error(w, "request names no enrollment", http.StatusBadRequest)
 			return nil
 		}
-		g.log.Info("mdm request challenged", g.audit(audit.MDMChallenged, r, fields)...)
+		g.log.Info("mdm request challenged", g.audit(audit.MDMChallenged, r, fields())...)
 		g.challenge(w, r, g.reauthFlow(req, dec))
 		return nil
 	}
@@ -58,15 +61,20 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, next Next) error
 		g.Hooks.Allowed(dec.Reason)
 	}
 	r.Header.Del("Authorization")
-	r.Body = io.NopCloser(bytes.NewReader(body))
+	// The body reader and the status recorder share one allocation.
+	fw := &forward{rec: statusRecorder{ResponseWriter: w}}
+	fw.body.Reset(body)
+	r.Body = &fw.body
 	r.ContentLength = int64(len(body))
-	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	if n, err := strconv.Atoi(r.Header.Get("Content-Length")); err != nil || n != len(body) {
+		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	}
 	r.TransferEncoding = nil
-	rec := &statusRecorder{ResponseWriter: w}
+	rec := &fw.rec
 	err = next(rec, r)
 	if err != nil || rec.status < 200 || rec.status > 299 || !dec.Pending() {
 		if dec.Pending() {
-			g.log.Info("mdm request not accepted upstream; nothing recorded", append(g.audit(audit.MDMNotAccepted, r, fields), zap.Int("status", rec.status))...)
+			g.log.Info("mdm request not accepted upstream; nothing recorded", append(g.audit(audit.MDMNotAccepted, r, fields()), zap.Int("status", rec.status))...)
 		}
 		return err
 	}
@@ -75,20 +83,20 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, next Next) error
 		fresh, replaced = newBinding(dec) // judged on what Authorize saw
 	}
 	if cerr := dec.Commit(r.Context()); cerr != nil {
-		g.log.Warn("recording mdm request outcome failed", append(fields, zap.Error(cerr))...)
+		g.log.Warn("recording mdm request outcome failed", append(fields(), zap.Error(cerr))...)
 		return nil
 	}
 	switch dec.Reason {
 	case token.ReasonCheckOut:
-		g.log.Info("enrollment checked out", g.audit(audit.EnrollmentCheckedOut, r, fields)...)
+		g.log.Info("enrollment checked out", g.audit(audit.EnrollmentCheckedOut, r, fields())...)
 	case token.ReasonMacDevice:
-		g.log.Info("mac device channel recorded", g.audit(audit.MacRecorded, r, fields)...)
+		g.log.Info("mac device channel recorded", g.audit(audit.MacRecorded, r, fields())...)
 	case token.ReasonOffboarding:
 		if msg.MessageType == "CheckOut" {
-			g.log.Info("enrollment checked out", g.audit(audit.EnrollmentCheckedOut, r, fields)...)
+			g.log.Info("enrollment checked out", g.audit(audit.EnrollmentCheckedOut, r, fields())...)
 		}
 	default:
-		g.log.Info("token bound to enrollment", g.audit(audit.TokenBound, r, fields)...)
+		g.log.Info("token bound to enrollment", g.audit(audit.TokenBound, r, fields())...)
 		if fresh {
 			g.bound(r.Context(), dec.Token, req.EnrollmentID, replaced)
 		}
@@ -144,3 +152,15 @@ func (s *statusRecorder) Flush() {
 		f.Flush()
 	}
 }
+
+// forward is what the guard hands the next handler: the body it read and a
+// writer that records the MDM's status.
+type forward struct {
+	body bodyReader
+	rec  statusRecorder
+}
+
+// bodyReader passes the body read by the guard on.
+type bodyReader struct{ bytes.Reader }
+
+func (*bodyReader) Close() error { return nil }

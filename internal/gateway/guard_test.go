@@ -338,6 +338,32 @@ func TestGuardBodyLimitBoundary(t *testing.T) {
 	}
 }
 
+// TestGuardContentLengthMismatch: a body that does not match its
+// Content-Length is refused before anything reaches the MDM (net/http
+// enforces it on real connections; the guard does not rely on that).
+func TestGuardContentLengthMismatch(t *testing.T) {
+	e := newEnv(t)
+	raw, _ := e.issue(grant("byod"))
+	body := fixture(t, "checkin/ue-tokenupdate.plist")
+	for _, tc := range []struct {
+		name   string
+		length int64
+	}{
+		{"shorter than declared", int64(len(body)) + 10},
+		{"longer than declared", int64(len(body)) - 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := mdmRequest(body, raw)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = tc.length
+			w := e.mustServe(r, failNext(t))
+			if w.Code != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400", w.Code)
+			}
+		})
+	}
+}
+
 func TestGuardMalformedBody(t *testing.T) {
 	e := newEnv(t)
 	raw, _ := e.issue(grant("byod"))

@@ -156,9 +156,9 @@ type Enrollments interface {
 	// ErrNotFound if the token does not exist.
 	Bind(ctx context.Context, h Hash, enrollmentID string, fn func(t *Token, e *Enrollment) (*Enrollment, error)) (*Token, *Enrollment, error)
 	// Lookup reads, in one consistent read, the enrollment (nil if
-	// absent) and, when h is not nil, the token with that hash (nil if
-	// absent): everything the check of one MDM request needs.
-	Lookup(ctx context.Context, enrollmentID string, h *Hash) (*Enrollment, *Token, error)
+	// absent) and, unless h is the zero Hash, the token with that hash
+	// (nil if absent): everything the check of one MDM request needs.
+	Lookup(ctx context.Context, enrollmentID string, h Hash) (*Enrollment, *Token, error)
 	// TokensForEnrollment lists the tokens bound to the enrollment.
 	TokensForEnrollment(ctx context.Context, id string) ([]*Token, error)
 	// EnrollmentsForUser lists the enrollments owned by (iss, sub), in any

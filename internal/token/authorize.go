@@ -64,15 +64,11 @@ func (m *Manager) Authorize(ctx context.Context, req Request) (*Decision, error)
 	now := m.now()
 	// One read for the enrollment and the token: the bearer is hashed
 	// first when it has the shape of one of ours.
-	var (
-		h  store.Hash
-		hp *store.Hash
-	)
+	var h store.Hash
 	if req.Bearer != "" && WellFormed(req.Bearer) {
 		h = HashOf(req.Bearer)
-		hp = &h
 	}
-	enr, tok, err := m.Store.Lookup(ctx, req.EnrollmentID, hp)
+	enr, tok, err := m.Store.Lookup(ctx, req.EnrollmentID, h)
 	if err != nil {
 		return nil, err
 	}

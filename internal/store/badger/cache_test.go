@@ -56,7 +56,7 @@ func TestCacheDisabled(t *testing.T) {
 	if err := s.CreateToken(ctx, &store.Token{Hash: h, Issuer: "i", Subject: "s", ManagedAppleID: "m", Mode: "byod", IssuedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, tok, err := s.Lookup(ctx, "E", &h); err != nil || tok == nil || tok.Subject != "s" {
+	if _, tok, err := s.Lookup(ctx, "E", h); err != nil || tok == nil || tok.Subject != "s" {
 		t.Fatalf("Lookup = %v, %v", tok, err)
 	}
 	if s.cache != nil {

@@ -139,9 +139,9 @@ func (s *Store) EnrollmentsForUser(ctx context.Context, iss, sub string) ([]*sto
 	return out, nil
 }
 
-// Lookup reads the enrollment and, when h is not nil, the token in one
+// Lookup reads the enrollment and, unless h is zero, the token in one
 // read-only transaction; either is nil when absent.
-func (s *Store) Lookup(ctx context.Context, enrollmentID string, h *store.Hash) (*store.Enrollment, *store.Token, error) {
+func (s *Store) Lookup(ctx context.Context, enrollmentID string, h store.Hash) (*store.Enrollment, *store.Token, error) {
 	var (
 		e *store.Enrollment
 		t *store.Token
@@ -151,10 +151,10 @@ func (s *Store) Lookup(ctx context.Context, enrollmentID string, h *store.Hash) 
 		if e, err = s.cachedEnrollment(txn, enrollmentID); err != nil {
 			return err
 		}
-		if h == nil {
+		if h == (store.Hash{}) {
 			return nil
 		}
-		t, err = s.cachedToken(txn, *h)
+		t, err = s.cachedToken(txn, h)
 		if errors.Is(err, store.ErrNotFound) {
 			t, err = nil, nil
 		}

@@ -49,7 +49,7 @@ func everyMethod(now time.Time) []call {
 			return err
 		}},
 		{"Lookup", func(ctx context.Context, s store.Store) error {
-			_, _, err := s.Lookup(ctx, "E1", &h)
+			_, _, err := s.Lookup(ctx, "E1", h)
 			return err
 		}},
 		{"TokensForEnrollment", func(ctx context.Context, s store.Store) error {

@@ -19,12 +19,12 @@ func testLookup(t *testing.T, f Factory) {
 	h := hashOf("lookup")
 	other := hashOf("absent")
 
-	e, tok, err := s.Lookup(ctx, "E1", &h)
+	e, tok, err := s.Lookup(ctx, "E1", h)
 	if err != nil || e != nil || tok != nil {
 		t.Fatalf("empty store: Lookup = %v, %v, %v; want nil, nil, nil", e, tok, err)
 	}
 	createToken(t, s, newToken("lookup", c.Now()))
-	e, tok, err = s.Lookup(ctx, "E1", &h)
+	e, tok, err = s.Lookup(ctx, "E1", h)
 	if err != nil || e != nil || tok == nil {
 		t.Fatalf("unbound token: Lookup = %v, %v, %v; want nil enrollment and the token", e, tok, err)
 	}
@@ -34,11 +34,11 @@ func testLookup(t *testing.T, f Factory) {
 	// Read the records many times, then change each: the next lookup
 	// sees the change.
 	for range 3 {
-		if _, _, err := s.Lookup(ctx, "E1", &h); err != nil {
+		if _, _, err := s.Lookup(ctx, "E1", h); err != nil {
 			t.Fatal(err)
 		}
 	}
-	e, tok, err = s.Lookup(ctx, "E1", &h)
+	e, tok, err = s.Lookup(ctx, "E1", h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func testLookup(t *testing.T, f Factory) {
 	// The caller owns what it gets: changing it changes nothing stored.
 	tok.RevokedAt = c.Now()
 	e.State = store.StateBlocked
-	e2, tok2, err := s.Lookup(ctx, "E1", &h)
+	e2, tok2, err := s.Lookup(ctx, "E1", h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func testLookup(t *testing.T, f Factory) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	e, tok, err = s.Lookup(ctx, "E1", &h)
+	e, tok, err = s.Lookup(ctx, "E1", h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,11 +86,11 @@ func testLookup(t *testing.T, f Factory) {
 	}
 
 	// Without a hash only the enrollment is read; an unknown hash is nil.
-	e, tok, err = s.Lookup(ctx, "E1", nil)
+	e, tok, err = s.Lookup(ctx, "E1", store.Hash{})
 	if err != nil || e == nil || tok != nil {
 		t.Errorf("Lookup without hash = %v, %v, %v; want the enrollment only", e, tok, err)
 	}
-	e, tok, err = s.Lookup(ctx, "E1", &other)
+	e, tok, err = s.Lookup(ctx, "E1", other)
 	if err != nil || e == nil || tok != nil {
 		t.Errorf("Lookup of an unknown token = %v, %v, %v; want the enrollment and nil", e, tok, err)
 	}
