@@ -50,18 +50,10 @@ func newSigningIdP(t *testing.T, secret string) *signingIdP {
 	p := &signingIdP{t: t, key: key, secret: secret, nonces: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		writeJSONBody(w, http.StatusOK, map[string]any{
-			"issuer":                                p.URL,
-			"authorization_endpoint":                p.URL + "/authorize",
-			"token_endpoint":                        p.URL + "/token",
-			"jwks_uri":                              p.URL + "/keys",
-			"response_types_supported":              []string{"code"},
-			"subject_types_supported":               []string{"public"},
-			"id_token_signing_alg_values_supported": []string{"RS256"},
-			"token_endpoint_auth_methods_supported": []string{"client_secret_basic"},
-			"backchannel_logout_supported":          true,
-			"backchannel_logout_session_supported":  true,
-		})
+		doc := discoveryDocument(p.URL)
+		doc["backchannel_logout_supported"] = true
+		doc["backchannel_logout_session_supported"] = true
+		writeJSONBody(w, http.StatusOK, doc)
 	})
 	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONBody(w, http.StatusOK, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{

@@ -327,15 +327,11 @@ func (b *BackchannelLogout) unmarshal(d *caddyfile.Dispenser) error {
 			}
 			b.AllSessions = true
 		case "max_age":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
+			dur, err := positiveDuration(d, "backchannel_logout max_age")
+			if err != nil {
+				return err
 			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return d.Errf("backchannel_logout max_age: invalid duration %q", v)
-			}
-			b.MaxAge = caddy.Duration(dur)
+			b.MaxAge = dur
 		default:
 			return d.Errf("unknown backchannel_logout option %q (want all_sessions, max_age)", d.Val())
 		}
@@ -424,21 +420,17 @@ func (o *OAuth2) unmarshal(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "refresh_token_ttl", "sign_in_every", "refresh_grace":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return d.Errf("%s: invalid duration %q", name, v)
+			dur, err := positiveDuration(d, name)
+			if err != nil {
+				return err
 			}
 			switch name {
 			case "refresh_token_ttl":
-				o.RefreshTokenTTL = caddy.Duration(dur)
+				o.RefreshTokenTTL = dur
 			case "sign_in_every":
-				o.SignInEvery = caddy.Duration(dur)
+				o.SignInEvery = dur
 			default:
-				o.RefreshGrace = caddy.Duration(dur)
+				o.RefreshGrace = dur
 			}
 		default:
 			return d.Errf("unknown oauth2 option %q", name)
@@ -617,3 +609,17 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 
 // Interface guards.
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// positiveDuration reads an option's one argument, a positive duration;
+// what names the option in the error.
+func positiveDuration(d *caddyfile.Dispenser, what string) (caddy.Duration, error) {
+	var v string
+	if !d.AllArgs(&v) {
+		return 0, d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("%s: invalid duration %q", what, v)
+	}
+	return caddy.Duration(dur), nil
+}

@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -399,17 +398,7 @@ func newFakeIdP(t *testing.T) *fakeIdP {
 	p := &fakeIdP{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"issuer":                                p.URL,
-			"authorization_endpoint":                p.URL + "/authorize",
-			"token_endpoint":                        p.URL + "/token",
-			"jwks_uri":                              p.URL + "/keys",
-			"response_types_supported":              []string{"code"},
-			"subject_types_supported":               []string{"public"},
-			"id_token_signing_alg_values_supported": []string{"RS256"},
-			"token_endpoint_auth_methods_supported": []string{"client_secret_basic"},
-		})
+		writeJSONBody(w, http.StatusOK, discoveryDocument(p.URL))
 	})
 	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
 		id, secret, ok := r.BasicAuth()
@@ -434,6 +423,21 @@ func newFakeIdP(t *testing.T) *fakeIdP {
 	p.Server = httptest.NewServer(mux)
 	t.Cleanup(p.Close)
 	return p
+}
+
+// discoveryDocument is the OpenID provider metadata of a test provider at
+// issuer, which serves /authorize, /token and /keys.
+func discoveryDocument(issuer string) map[string]any {
+	return map[string]any{
+		"issuer":                                issuer,
+		"authorization_endpoint":                issuer + "/authorize",
+		"token_endpoint":                        issuer + "/token",
+		"jwks_uri":                              issuer + "/keys",
+		"response_types_supported":              []string{"code"},
+		"subject_types_supported":               []string{"public"},
+		"id_token_signing_alg_values_supported": []string{"RS256"},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_basic"},
+	}
 }
 
 // credentials returns the client credentials of the last code exchange

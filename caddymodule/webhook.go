@@ -105,15 +105,11 @@ func (w *BindingWebhook) unmarshal(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "timeout":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
+			dur, err := positiveDuration(d, "timeout")
+			if err != nil {
+				return err
 			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return d.Errf("timeout: invalid duration %q", v)
-			}
-			w.Timeout = caddy.Duration(dur)
+			w.Timeout = dur
 		default:
 			return d.Errf("unknown binding_webhook option %q", name)
 		}

@@ -86,6 +86,28 @@ func (a *ActionRequest) deadline(name string, now time.Time) (time.Time, error) 
 	return now.Add(DefaultOffboardWithin), nil
 }
 
+// readAction reads the request of action name (which takes no query
+// parameters) and the offboarding deadline it asks for. The body of a user
+// action is required and names the user by iss and sub; that of an
+// enrollment action is optional and must not.
+func (c *call) readAction(name string, user bool) (ActionRequest, time.Time, error) {
+	var req ActionRequest
+	if _, err := c.query(); err != nil {
+		return req, time.Time{}, err
+	}
+	if err := c.readJSON(&req, user); err != nil {
+		return req, time.Time{}, err
+	}
+	switch {
+	case user && (req.Issuer == "" || req.Subject == ""):
+		return req, time.Time{}, badRequest("iss and sub are required")
+	case !user && (req.Issuer != "" || req.Subject != ""):
+		return req, time.Time{}, badRequest("iss and sub belong to users/%s", name)
+	}
+	deadline, err := req.deadline(name, c.h.now())
+	return req, deadline, err
+}
+
 // ActionResult is the answer of an enrollment action.
 type ActionResult struct {
 	Enrollment    Enrollment  `json:"enrollment"`
@@ -97,18 +119,7 @@ type ActionResult struct {
 func (c *call) enrollmentAction(args []string) {
 	id, name := args[0], args[1]
 	act := actions[name]
-	if _, err := c.query(); c.clientError(err) {
-		return
-	}
-	var req ActionRequest
-	if err := c.readJSON(&req, false); c.clientError(err) {
-		return
-	}
-	if req.Issuer != "" || req.Subject != "" {
-		c.fail(http.StatusBadRequest, "iss and sub belong to users/%s", name)
-		return
-	}
-	deadline, err := req.deadline(name, c.h.now())
+	_, deadline, err := c.readAction(name, false)
 	if c.clientError(err) {
 		return
 	}
@@ -232,18 +243,7 @@ type EnrollmentOutcome struct {
 func (c *call) userAction(args []string) {
 	name := args[0]
 	act := actions[name]
-	if _, err := c.query(); c.clientError(err) {
-		return
-	}
-	var req ActionRequest
-	if err := c.readJSON(&req, true); c.clientError(err) {
-		return
-	}
-	if req.Issuer == "" || req.Subject == "" {
-		c.fail(http.StatusBadRequest, "iss and sub are required")
-		return
-	}
-	deadline, err := req.deadline(name, c.h.now())
+	req, deadline, err := c.readAction(name, true)
 	if c.clientError(err) {
 		return
 	}

@@ -77,11 +77,7 @@ func (c *call) listEnrollments(_ []string) {
 			return
 		}
 	}
-	limit, err := q.limit()
-	if c.clientError(err) {
-		return
-	}
-	from, err := decodeCursor(cursorEnrollment, q.get("cursor"))
+	limit, from, err := q.page(cursorEnrollment)
 	if c.clientError(err) {
 		return
 	}

@@ -35,27 +35,13 @@ func seedMany(e *env, n int) {
 // the number of pages.
 func (e *env) pages(path string) ([]string, int) {
 	e.t.Helper()
-	var ids []string
-	cursor, pages := "", 0
-	for {
-		p := path
-		if cursor != "" {
-			p += "&cursor=" + url.QueryEscape(cursor)
-		}
-		var list admin.EnrollmentList
-		e.call("GET", p, "", http.StatusOK, &list)
-		pages++
+	return followPages(e, path, func(list *admin.EnrollmentList) ([]string, string) {
+		var ids []string
 		for _, en := range list.Enrollments {
 			ids = append(ids, en.ID)
 		}
-		if list.NextCursor == "" {
-			return ids, pages
-		}
-		if pages > 100 {
-			e.t.Fatal("the cursor never ends")
-		}
-		cursor = list.NextCursor
-	}
+		return ids, list.NextCursor
+	})
 }
 
 func TestListEnrollmentsPaginatesAndFilters(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -149,6 +150,33 @@ func (e *env) call(method, path, body string, want int, out any) []byte {
 		}
 	}
 	return b
+}
+
+// followPages GETs path and then, while the answer names a next_cursor,
+// the page it names; page decodes one answer L into its ids and next
+// cursor. It returns the ids of every page and the number of pages.
+func followPages[L any](e *env, path string, page func(*L) (ids []string, next string)) ([]string, int) {
+	e.t.Helper()
+	var all []string
+	cursor, pages := "", 0
+	for {
+		p := path
+		if cursor != "" {
+			p += "&cursor=" + url.QueryEscape(cursor)
+		}
+		var list L
+		e.call("GET", p, "", http.StatusOK, &list)
+		pages++
+		ids, next := page(&list)
+		all = append(all, ids...)
+		if next == "" {
+			return all, pages
+		}
+		if pages > 100 {
+			e.t.Fatal("the cursor never ends")
+		}
+		cursor = next
+	}
 }
 
 // grant is a sign-in of user (sub "sub-<user>").

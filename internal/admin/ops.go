@@ -17,22 +17,8 @@ import (
 	"github.com/mdmauth/mdmauth/internal/store"
 )
 
-// Stats is the answer of GET stats.
-type Stats struct {
-	// Enrollments by state, and the ones not removed by mode.
-	Enrollments       map[store.State]int `json:"enrollments"`
-	EnrollmentsByMode map[string]int      `json:"enrollments_by_mode"`
-	LiveTokens        int                 `json:"live_tokens"`
-	LiveFamilies      int                 `json:"live_families"`
-	PendingSignIns    int                 `json:"pending_sign_ins"`
-	// SignIns and Stalled are the funnel of the last 24 hours: sign-ins,
-	// and those whose device never checked in within StallAfterSeconds.
-	SignIns           int       `json:"sign_ins_24h"`
-	Stalled           int       `json:"stalled_24h"`
-	StallAfterSeconds int64     `json:"stall_after_seconds"`
-	StoreBytes        int64     `json:"store_bytes"`
-	At                time.Time `json:"at"`
-}
+// Stats is the answer of GET stats: the inventory, taken at At (UTC).
+type Stats = inventory.Stats
 
 // stats: GET stats
 func (c *call) stats(_ []string) {
@@ -44,12 +30,8 @@ func (c *call) stats(_ []string) {
 		c.storeError("statistics", err)
 		return
 	}
-	c.json(http.StatusOK, Stats{
-		Enrollments: s.Enrollments, EnrollmentsByMode: s.EnrollmentsByMode,
-		LiveTokens: s.LiveTokens, LiveFamilies: s.LiveFamilies, PendingSignIns: s.PendingSignIns,
-		SignIns: s.SignIns, Stalled: s.Stalled, StallAfterSeconds: int64(s.StallAfter / time.Second),
-		StoreBytes: s.StoreBytes, At: s.At.UTC(),
-	})
+	s.At = s.At.UTC()
+	c.json(http.StatusOK, s)
 }
 
 // Health is the answer of GET health.

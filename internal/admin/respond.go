@@ -191,6 +191,18 @@ func (q query) limit() (int, error) {
 	return n, nil
 }
 
+// page reads limit and cursor, a cursor of the given kind: the page size
+// and the key the page starts at (nil for the first page).
+func (q query) page(kind byte) (limit int, from []byte, err error) {
+	if limit, err = q.limit(); err != nil {
+		return 0, nil, err
+	}
+	if from, err = decodeCursor(kind, q.get("cursor")); err != nil {
+		return 0, nil, err
+	}
+	return limit, from, nil
+}
+
 // user reads iss and sub, which go together.
 func (q query) user() (iss, sub string, err error) {
 	iss, sub = q.get("iss"), q.get("sub")

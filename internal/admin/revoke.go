@@ -34,7 +34,7 @@ func (c *call) revokeTokenHash(ctx context.Context, h store.Hash, n *Revoked) er
 	live := false
 	_, err := c.st.UpdateToken(ctx, h, func(t *store.Token) error {
 		live = false
-		if !t.RevokedAt.IsZero() || !now.Before(t.ExpiresAt) {
+		if grantState(t.RevokedAt, t.ExpiresAt, now) != TokenLive {
 			return errUnchanged // dead already
 		}
 		live = true

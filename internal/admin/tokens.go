@@ -47,7 +47,7 @@ type tokenFilter struct {
 }
 
 func (f tokenFilter) match(t *store.Token) bool {
-	if f.live != nil && (tokenState(t, f.now) == TokenLive) != *f.live {
+	if f.live != nil && (grantState(t.RevokedAt, t.ExpiresAt, f.now) == TokenLive) != *f.live {
 		return false
 	}
 	return (f.managedAppleID == "" || strings.EqualFold(t.ManagedAppleID, f.managedAppleID)) &&
@@ -78,11 +78,7 @@ func (c *call) listTokens(_ []string) {
 		c.fail(http.StatusBadRequest, "live must be true or false")
 		return
 	}
-	limit, err := q.limit()
-	if c.clientError(err) {
-		return
-	}
-	from, err := decodeCursor(cursorToken, q.get("cursor"))
+	limit, from, err := q.page(cursorToken)
 	if c.clientError(err) {
 		return
 	}
@@ -152,20 +148,36 @@ func (c *call) findToken(id string) (*store.Token, error) {
 	return found, nil
 }
 
-// tokenFamily returns the view of t's family, if it has one on record.
-func (c *call) tokenFamily(t *store.Token) (*Family, error) {
+// tokenArg returns the token with the given id; when there is none, or
+// the id is malformed, it answers the error and reports false.
+func (c *call) tokenArg(id string) (*store.Token, bool) {
+	t, err := c.findToken(id)
+	if c.clientError(err) {
+		return nil, false
+	}
+	if err != nil {
+		c.storeError("token", err)
+		return nil, false
+	}
+	return t, true
+}
+
+// tokenFamily returns the view of t's family, nil if it has none on
+// record; when the store fails, it answers the error and reports false.
+func (c *call) tokenFamily(t *store.Token) (*Family, bool) {
 	if t.FamilyID == "" {
-		return nil, nil
+		return nil, true
 	}
 	f, err := c.st.Family(c.r.Context(), t.FamilyID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, true
+	}
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, nil
-		}
-		return nil, err
+		c.storeError("token family", err)
+		return nil, false
 	}
 	v := familyView(f, c.h.now())
-	return &v, nil
+	return &v, true
 }
 
 // showToken: GET tokens/{token_id}
@@ -173,17 +185,12 @@ func (c *call) showToken(args []string) {
 	if _, err := c.query(); c.clientError(err) {
 		return
 	}
-	t, err := c.findToken(args[0])
-	if c.clientError(err) {
+	t, ok := c.tokenArg(args[0])
+	if !ok {
 		return
 	}
-	if err != nil {
-		c.storeError("token", err)
-		return
-	}
-	fam, err := c.tokenFamily(t)
-	if err != nil {
-		c.storeError("token family", err)
+	fam, ok := c.tokenFamily(t)
+	if !ok {
 		return
 	}
 	c.json(http.StatusOK, TokenDetail{Token: tokenView(t, c.h.now()), Family: fam})
@@ -199,17 +206,16 @@ func (c *call) revokeToken(args []string) {
 	if err := c.readJSON(&none, false); c.clientError(err) {
 		return
 	}
-	t, err := c.findToken(args[0])
-	if c.clientError(err) {
-		return
-	}
-	if err != nil {
-		c.storeError("token", err)
+	t, ok := c.tokenArg(args[0])
+	if !ok {
 		return
 	}
 	ctx, cancel := c.changeContext()
 	defer cancel()
-	var n Revoked
+	var (
+		n   Revoked
+		err error
+	)
 	if t.FamilyID != "" {
 		err = c.revokeFamily(ctx, t.FamilyID, &n)
 	}
@@ -224,9 +230,8 @@ func (c *call) revokeToken(args []string) {
 		c.storeError("token", err)
 		return
 	}
-	fam, err := c.tokenFamily(t)
-	if err != nil {
-		c.storeError("token family", err)
+	fam, ok := c.tokenFamily(t)
+	if !ok {
 		return
 	}
 	c.audit("token revoked", audit.AdminTokenRevoked, zap.String("token_id", t.Hash.ID()), zap.String("family_id", t.FamilyID),

@@ -15,27 +15,17 @@ import (
 	"github.com/mdmauth/mdmauth/internal/token"
 )
 
-// tokenPages follows next_cursor from path and returns every token id.
+// tokenPages follows next_cursor from path and returns every token id and
+// the number of pages.
 func (e *env) tokenPages(path string) ([]string, int) {
 	e.t.Helper()
-	var ids []string
-	cursor, pages := "", 0
-	for {
-		p := path
-		if cursor != "" {
-			p += "&cursor=" + url.QueryEscape(cursor)
-		}
-		var list admin.TokenList
-		e.call("GET", p, "", http.StatusOK, &list)
-		pages++
+	return followPages(e, path, func(list *admin.TokenList) ([]string, string) {
+		var ids []string
 		for _, tk := range list.Tokens {
 			ids = append(ids, tk.TokenID)
 		}
-		if list.NextCursor == "" || pages > 100 {
-			return ids, pages
-		}
-		cursor = list.NextCursor
-	}
+		return ids, list.NextCursor
+	})
 }
 
 func TestListTokens(t *testing.T) {

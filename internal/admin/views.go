@@ -85,11 +85,13 @@ func enrollmentView(e *store.Enrollment) Enrollment {
 	return v
 }
 
-func tokenState(t *store.Token, now time.Time) string {
+// grantState is the state in views of a token or token family that was
+// revoked at revokedAt (zero if not) and expires at expiresAt.
+func grantState(revokedAt, expiresAt, now time.Time) string {
 	switch {
-	case !t.RevokedAt.IsZero():
+	case !revokedAt.IsZero():
 		return TokenRevoked
-	case !now.Before(t.ExpiresAt):
+	case !now.Before(expiresAt):
 		return TokenExpired
 	}
 	return TokenLive
@@ -97,7 +99,7 @@ func tokenState(t *store.Token, now time.Time) string {
 
 func tokenView(t *store.Token, now time.Time) Token {
 	return Token{
-		TokenID: t.Hash.ID(), State: tokenState(t, now),
+		TokenID: t.Hash.ID(), State: grantState(t.RevokedAt, t.ExpiresAt, now),
 		Issuer: t.Issuer, Subject: t.Subject, UserIdentifier: t.UserIdentifier,
 		ManagedAppleID: t.ManagedAppleID, Mode: t.Mode, ModelFamily: t.ModelFamily,
 		EnrollmentID: t.EnrollmentID, FamilyID: t.FamilyID, Profile: t.Profile, RequiredAppID: t.RequiredAppID,
@@ -105,19 +107,9 @@ func tokenView(t *store.Token, now time.Time) Token {
 	}
 }
 
-func familyState(f *store.Family, now time.Time) string {
-	switch {
-	case !f.RevokedAt.IsZero():
-		return TokenRevoked
-	case !now.Before(f.ExpiresAt):
-		return TokenExpired
-	}
-	return TokenLive
-}
-
 func familyView(f *store.Family, now time.Time) Family {
 	return Family{
-		FamilyID: f.ID, State: familyState(f, now), Issuer: f.Issuer, Subject: f.Subject,
+		FamilyID: f.ID, State: grantState(f.RevokedAt, f.ExpiresAt, now), Issuer: f.Issuer, Subject: f.Subject,
 		ManagedAppleID: f.ManagedAppleID, Mode: f.Mode, ModelFamily: f.ModelFamily, ClientID: f.ClientID,
 		EnrollmentID: f.EnrollmentID, SignedInAt: f.SignedInAt.UTC(), RotatedAt: timeOrZero(f.RotatedAt),
 		Generation: f.Generation, ExpiresAt: f.ExpiresAt.UTC(), RevokedAt: timeOrZero(f.RevokedAt),

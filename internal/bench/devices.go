@@ -13,9 +13,9 @@ import (
 // benchTopic is the APNs topic of the benchmark's profile.
 const benchTopic = "com.apple.mgmt.External.00000000-0000-0000-0000-000000000000"
 
-// parallel runs fn(i) for i in [0, n) on workers goroutines and returns
-// the first error.
-func parallel(ctx context.Context, n, workers int, fn func(i int) error) error {
+// parallel runs fn(ctx, i) for i in [0, n) on workers goroutines and
+// returns the first error. The ctx fn gets is cancelled once a call fails.
+func parallel(ctx context.Context, n, workers int, fn func(ctx context.Context, i int) error) error {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -36,7 +36,7 @@ func parallel(ctx context.Context, n, workers int, fn func(i int) error) error {
 				if i >= n {
 					return
 				}
-				if err := fn(i); err != nil {
+				if err := fn(ctx, i); err != nil {
 					once.Do(func() { firstErr = err })
 					cancel()
 					return
@@ -60,7 +60,7 @@ func (e *env) newFleetDevices(ctx context.Context, n int, tokens Tokens) ([]*dev
 		return nil, err
 	}
 	devs := make([]*device.Device, n)
-	err = parallel(ctx, n, 0, func(i int) error {
+	err = parallel(ctx, n, 0, func(_ context.Context, i int) error {
 		leaf, err := e.ca.IssueClient(fmt.Sprintf("bench device %d", i))
 		if err != nil {
 			return err
@@ -105,7 +105,7 @@ func fleetBinding(devs []*device.Device, i int) Binding {
 // running gateway, so that NanoMDM knows the enrollments (and their
 // certificates) before the load starts.
 func checkIn(ctx context.Context, devs []*device.Device, workers int) error {
-	return parallel(ctx, len(devs), workers, func(i int) error {
+	return parallel(ctx, len(devs), workers, func(_ context.Context, i int) error {
 		d := devs[i]
 		if err := d.Authenticate(ctx, device.DeviceChannel); err != nil {
 			return fmt.Errorf("device %d: %w", i, err)
@@ -121,7 +121,7 @@ func checkIn(ctx context.Context, devs []*device.Device, workers int) error {
 // (Acknowledged, a command UUID of its own) once, in wire form.
 func prepareFleet(ctx context.Context, devs []*device.Device) (*PreparedFleet, error) {
 	f := &PreparedFleet{Idle: make([][]byte, len(devs)), Results: make([][]byte, len(devs))}
-	err := parallel(ctx, len(devs), 0, func(i int) error {
+	err := parallel(ctx, len(devs), 0, func(_ context.Context, i int) error {
 		idle, err := devs[i].PrepareIdle(device.DeviceChannel)
 		if err != nil {
 			return err

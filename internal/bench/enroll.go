@@ -24,7 +24,7 @@ func (e *env) enrollPhase(ctx context.Context, storage string) (*EnrollFigures, 
 	total := o.EnrollMax + 1 // one more warms the gateway (provider discovery) up
 	o.logf("enrollment: issuing %d device identities", total)
 	leaves := make([]*testenv.Leaf, total)
-	err := parallel(ctx, total, 0, func(i int) error {
+	err := parallel(ctx, total, 0, func(_ context.Context, i int) error {
 		var err error
 		leaves[i], err = e.ca.IssueClient(fmt.Sprintf("bench enrollment %d", i))
 		return err

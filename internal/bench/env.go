@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mdmauth/mdmauth/internal/lab"
 	"github.com/mdmauth/mdmauth/internal/testenv"
 )
 
@@ -95,7 +96,7 @@ func startEnv(o *Options) (*env, error) {
 		TLSClientConfig: e.tls, MaxIdleConnsPerHost: 64, ForceAttemptHTTP2: false,
 	}}
 	e.template = filepath.Join(e.dir, "enroll.mobileconfig")
-	if err := os.WriteFile(e.template, []byte(strings.ReplaceAll(profileTemplate, "{{BASE}}", e.base)), 0o600); err != nil {
+	if err := lab.WriteProfileTemplate(e.template, e.base); err != nil {
 		return nil, err
 	}
 

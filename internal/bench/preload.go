@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -92,40 +91,17 @@ func Preload(ctx context.Context, s store.Store, from, to int, at func(i int) Bi
 	if o.TTL <= 0 {
 		return errors.New("bench: preload: TTL must be positive")
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		next, done atomic.Int64
-		wg         sync.WaitGroup
-		errOnce    sync.Once
-		firstErr   error
-	)
-	next.Store(int64(from))
-	for w := 0; w < o.Workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= to {
-					return
-				}
-				if err := preloadOne(ctx, s, at(i), o); err != nil {
-					errOnce.Do(func() { firstErr = fmt.Errorf("bench: preload %d: %w", i, err) })
-					cancel()
-					return
-				}
-				if n := done.Add(1); o.Progress != nil && n%100000 == 0 {
-					o.Progress(int(n))
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
+	var done atomic.Int64
+	return parallel(ctx, to-from, o.Workers, func(ctx context.Context, k int) error {
+		i := from + k
+		if err := preloadOne(ctx, s, at(i), o); err != nil {
+			return fmt.Errorf("bench: preload %d: %w", i, err)
+		}
+		if n := done.Add(1); o.Progress != nil && n%100000 == 0 {
+			o.Progress(int(n))
+		}
+		return nil
+	})
 }
 
 func preloadOne(ctx context.Context, s store.Store, b Binding, o PreloadOptions) error {

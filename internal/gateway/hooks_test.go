@@ -1,8 +1,6 @@
 package gateway_test
 
 import (
-	"bytes"
-	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -120,23 +118,10 @@ func TestHooksAddNoAllocation(t *testing.T) {
 	raw, _ := e.issue(grant("adde"))
 	body := fixture(t, "checkin/adde-iphone-tokenupdate.plist")
 	e.bind(raw, body)
-	r := mdmRequest(body, raw)
-	auth := []string{"Bearer " + raw}
-	rd := bytes.NewReader(body)
-	rc := io.NopCloser(rd)
-	w := &discardWriter{h: http.Header{}}
-	next := func(w http.ResponseWriter, r *http.Request) error {
-		w.WriteHeader(http.StatusOK)
-		return nil
-	}
+	replay := replayer(e, body, raw)
 	serve := func() {
-		rd.Reset(body)
-		r.Body = rc
-		r.ContentLength = int64(len(body))
-		r.Header["Authorization"] = auth
-		w.status = 0
-		if err := e.gw.ServeHTTP(w, r, next); err != nil || w.status != http.StatusOK {
-			t.Fatalf("status %d, %v", w.status, err)
+		if status, err := replay(); err != nil || status != http.StatusOK {
+			t.Fatalf("status %d, %v", status, err)
 		}
 	}
 	without := testing.AllocsPerRun(200, serve)

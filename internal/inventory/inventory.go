@@ -19,7 +19,8 @@ const DefaultStallAfter = 15 * time.Minute
 // figure describes recent rollouts rather than history.
 const FunnelWindow = 24 * time.Hour
 
-// Stats are the counts at one instant.
+// Stats are the counts at one instant. The admin API answers them as
+// JSON.
 type Stats struct {
 	// Enrollments counts enrollments by state, and EnrollmentsByMode the
 	// ones not removed by mode ("byod", "adde").
@@ -37,9 +38,10 @@ type Stats struct {
 	// or a profile that never installed.
 	SignIns int `json:"sign_ins_24h"`
 	Stalled int `json:"stalled_24h"`
-	// StallAfter is the threshold Stalled was computed with.
+	// StallAfter is the threshold Stalled was computed with, and
+	// StallAfterSeconds the same in whole seconds.
 	StallAfter        time.Duration `json:"-"`
-	StallAfterSeconds float64       `json:"stall_after_seconds"`
+	StallAfterSeconds int64         `json:"stall_after_seconds"`
 	// StoreBytes is the store's size on disk (-1 when unknown).
 	StoreBytes int64 `json:"store_bytes"`
 	// At is when the counts were taken.
@@ -55,7 +57,7 @@ func Compute(ctx context.Context, st store.Inventory, now time.Time, stallAfter 
 		Enrollments:       map[store.State]int{},
 		EnrollmentsByMode: map[string]int{},
 		StallAfter:        stallAfter,
-		StallAfterSeconds: stallAfter.Seconds(),
+		StallAfterSeconds: int64(stallAfter / time.Second),
 		At:                now,
 	}
 	for _, st := range []store.State{store.StateActive, store.StateReauth, store.StateBlocked, store.StateOffboarding, store.StateRemoved} {

@@ -137,7 +137,7 @@ func Start(tb testenv.TB, o Options) (*Lab, error) {
 		return nil, err
 	}
 	l.TemplatePath = filepath.Join(dir, "enroll.mobileconfig")
-	if err := writeTemplate(l.TemplatePath, l.BaseURL); err != nil {
+	if err := WriteProfileTemplate(l.TemplatePath, l.BaseURL); err != nil {
 		return nil, err
 	}
 	disc := o.Discovery
@@ -268,7 +268,9 @@ func (l *Lab) WithStore(fn func(m *token.Manager, s store.Store) error) error {
 	return ferr
 }
 
-func writeTemplate(path, base string) error {
+// WriteProfileTemplate writes the lab's enrollment profile template to
+// path with base, the gateway's URL, in place of {{BASE}}.
+func WriteProfileTemplate(path, base string) error {
 	t := strings.ReplaceAll(profileTemplate, "{{BASE}}", base)
 	return os.WriteFile(path, []byte(t), 0o600)
 }

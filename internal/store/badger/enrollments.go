@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 
 	badgerdb "github.com/dgraph-io/badger/v4"
 
@@ -110,33 +109,13 @@ func (s *Store) EnrollmentsForUser(ctx context.Context, iss, sub string) ([]*sto
 		return nil, s.view(ctx, func(*badgerdb.Txn) error { return nil })
 	}
 	prefix := userIndexPrefix(iss, sub)
-	var out []*store.Enrollment
-	err := s.view(ctx, func(txn *badgerdb.Txn) error {
-		out = nil
-		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: prefix})
-		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			id := string(it.Item().Key()[len(prefix):])
-			e, err := getEnrollment(txn, id)
-			if err != nil {
-				return err
-			}
-			// The index is written with the record, so this only guards
-			// against a damaged database.
-			if e == nil || e.Issuer != iss || e.Subject != sub {
-				continue
-			}
-			out = append(out, e)
+	return listIndexed(ctx, s, prefix, func(txn *badgerdb.Txn, key []byte) (*store.Enrollment, error) {
+		e, err := getEnrollment(txn, string(key[len(prefix):]))
+		if err == nil && e == nil {
+			err = store.ErrNotFound
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+		return e, err
+	}, func(e *store.Enrollment) bool { return e.Issuer == iss && e.Subject == sub })
 }
 
 // Lookup reads the enrollment and, unless h is zero, the token in one
@@ -214,50 +193,20 @@ func owned(e *store.Enrollment) bool {
 // for databases written before the index existed, and then records that
 // it is complete. It runs in Open, before any other operation.
 func backfillUserIndex(db *badgerdb.DB) error {
-	var (
-		done bool
-		keys [][]byte
-	)
-	err := db.View(func(txn *badgerdb.Txn) error {
-		_, err := txn.Get(userIndexMarker)
-		if err == nil {
-			done = true
-			return nil
-		}
-		if !errors.Is(err, badgerdb.ErrKeyNotFound) {
-			return err
-		}
-		prefix := []byte{kindEnrollment}
-		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
-		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			id := string(it.Item().Key()[len(prefix):])
+	return backfillIndex(db, userIndexMarker, func(txn *badgerdb.Txn) ([]*badgerdb.Entry, error) {
+		var entries []*badgerdb.Entry
+		err := eachRecord(txn, kindEnrollment, func(item *badgerdb.Item) error {
 			var e store.Enrollment
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
-				return fmt.Errorf("badger: enrollment: %w", err)
+			if err := decode(item, &e, "enrollment"); err != nil {
+				return err
 			}
 			if owned(&e) {
-				keys = append(keys, userIndexKey(e.Issuer, e.Subject, id))
+				entries = append(entries, &badgerdb.Entry{Key: userIndexKey(e.Issuer, e.Subject, string(item.Key()[1:]))})
 			}
-		}
-		return nil
+			return nil
+		})
+		return entries, err
 	})
-	if err != nil || done {
-		return err
-	}
-	// A write batch splits what may be too large for one transaction; the
-	// marker follows in its own commit once every entry is durable.
-	wb := db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, k := range keys {
-		if err := wb.Set(k, nil); err != nil {
-			return err
-		}
-	}
-	if err := wb.Flush(); err != nil {
-		return err
-	}
-	return db.Update(func(txn *badgerdb.Txn) error { return txn.Set(userIndexMarker, nil) })
 }
 
 // clone returns a copy of e, or nil.

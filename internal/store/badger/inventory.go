@@ -113,34 +113,9 @@ func (s *Store) FamiliesForUser(ctx context.Context, iss, sub string) ([]*store.
 		return nil, s.view(ctx, func(*badgerdb.Txn) error { return nil })
 	}
 	prefix := grantPrefix(iss, sub, grantFamily)
-	var out []*store.Family
-	err := s.view(ctx, func(txn *badgerdb.Txn) error {
-		out = nil
-		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: prefix})
-		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			f, err := getFamily(txn, string(it.Item().Key()[len(prefix):]))
-			if errors.Is(err, store.ErrNotFound) {
-				continue // purged a moment before its index entry
-			}
-			if err != nil {
-				return err
-			}
-			// The index is written with the record, so this only guards
-			// against a damaged database.
-			if f.Issuer == iss && f.Subject == sub {
-				out = append(out, f)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return listIndexed(ctx, s, prefix, func(txn *badgerdb.Txn, key []byte) (*store.Family, error) {
+		return getFamily(txn, string(key[len(prefix):]))
+	}, func(f *store.Family) bool { return f.Issuer == iss && f.Subject == sub })
 }
 
 // Size returns the disk space the files in the database directory occupy
@@ -212,25 +187,14 @@ func (s *Store) scan(ctx context.Context, kind byte, from []byte, each func(*bad
 // expiry of their records, and then records that it is complete. It runs
 // in Open, before any other operation.
 func backfillGrantIndex(db *badgerdb.DB) error {
-	var (
-		done    bool
-		entries []*badgerdb.Entry
-	)
-	err := db.View(func(txn *badgerdb.Txn) error {
-		_, err := txn.Get(grantIndexMarker)
-		if err == nil {
-			done = true
-			return nil
-		}
-		if !errors.Is(err, badgerdb.ErrKeyNotFound) {
-			return err
-		}
+	return backfillIndex(db, grantIndexMarker, func(txn *badgerdb.Txn) ([]*badgerdb.Entry, error) {
+		var entries []*badgerdb.Entry
 		add := func(key []byte, item *badgerdb.Item) {
 			if key != nil {
 				entries = append(entries, &badgerdb.Entry{Key: key, ExpiresAt: item.ExpiresAt()})
 			}
 		}
-		err = eachRecord(txn, kindToken, func(item *badgerdb.Item) error {
+		err := eachRecord(txn, kindToken, func(item *badgerdb.Item) error {
 			t := new(store.Token)
 			if len(item.Key()) != 1+len(t.Hash) {
 				return nil
@@ -243,9 +207,9 @@ func backfillGrantIndex(db *badgerdb.DB) error {
 			return nil
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
-		return eachRecord(txn, kindFamily, func(item *badgerdb.Item) error {
+		err = eachRecord(txn, kindFamily, func(item *badgerdb.Item) error {
 			f := new(store.Family)
 			if err := decode(item, f, "family"); err != nil {
 				return err
@@ -254,12 +218,36 @@ func backfillGrantIndex(db *badgerdb.DB) error {
 			add(familyGrantKey(f), item)
 			return nil
 		})
+		return entries, err
+	})
+}
+
+// backfillIndex writes the index entries collect lists, from the records
+// of a database written before the index existed, and then marker, which
+// says that the index is complete; with marker present it does nothing.
+// It runs in Open, before any other operation.
+func backfillIndex(db *badgerdb.DB, marker []byte, collect func(*badgerdb.Txn) ([]*badgerdb.Entry, error)) error {
+	var (
+		done    bool
+		entries []*badgerdb.Entry
+	)
+	err := db.View(func(txn *badgerdb.Txn) error {
+		_, err := txn.Get(marker)
+		if err == nil {
+			done = true
+			return nil
+		}
+		if !errors.Is(err, badgerdb.ErrKeyNotFound) {
+			return err
+		}
+		entries, err = collect(txn)
+		return err
 	})
 	if err != nil || done {
 		return err
 	}
-	// As in backfillUserIndex: a write batch for the entries, then the
-	// marker in its own commit once they are durable.
+	// A write batch splits what may be too large for one transaction; the
+	// marker follows in its own commit once every entry is durable.
 	wb := db.NewWriteBatch()
 	defer wb.Cancel()
 	for _, e := range entries {
@@ -270,7 +258,7 @@ func backfillGrantIndex(db *badgerdb.DB) error {
 	if err := wb.Flush(); err != nil {
 		return err
 	}
-	return db.Update(func(txn *badgerdb.Txn) error { return txn.Set(grantIndexMarker, nil) })
+	return db.Update(func(txn *badgerdb.Txn) error { return txn.Set(marker, nil) })
 }
 
 // eachRecord calls fn for every live item of the given kind in txn.

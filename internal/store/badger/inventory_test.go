@@ -15,18 +15,6 @@ import (
 	"github.com/mdmauth/mdmauth/internal/store"
 )
 
-// absent fails unless key is missing from the database.
-func absent(t *testing.T, s *Store, key []byte) {
-	t.Helper()
-	err := s.db.View(func(txn *badgerdb.Txn) error {
-		_, err := txn.Get(key)
-		return err
-	})
-	if !errors.Is(err, badgerdb.ErrKeyNotFound) {
-		t.Fatalf("key %q: got %v, want ErrKeyNotFound", key, err)
-	}
-}
-
 // TestPurgedRecordsAreNotSeen writes records whose Badger TTL has passed,
 // and index entries whose record is gone, and checks that no scan or
 // listing returns them.
@@ -169,17 +157,8 @@ func TestGrantIndexFollowsRecords(t *testing.T) {
 	if _, err := s.UpdateFamily(ctx, "F1", func(f *store.Family) error { f.Issuer, f.Subject = "", ""; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	err = s.db.View(func(txn *badgerdb.Txn) error {
-		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: []byte{kindGrantIndex}})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			n++
-		}
-		return nil
-	})
-	if err != nil || n != 0 {
-		t.Fatalf("grant index holds %d entries (%v) after the owners were cleared, want 0", n, err)
+	if n := len(keysOfKind(t, s, kindGrantIndex)); n != 0 {
+		t.Fatalf("grant index holds %d entries after the owners were cleared, want 0", n)
 	}
 }
 
@@ -215,13 +194,8 @@ func TestGrantIndexBackfill(t *testing.T) {
 		}
 	}
 	// Remove the index and its marker, as an older version left them.
+	keys := keysOfKind(t, s, kindGrantIndex)
 	err = s.db.Update(func(txn *badgerdb.Txn) error {
-		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: []byte{kindGrantIndex}})
-		var keys [][]byte
-		for it.Rewind(); it.Valid(); it.Next() {
-			keys = append(keys, it.Item().KeyCopy(nil))
-		}
-		it.Close()
 		for _, k := range append(keys, grantIndexMarker) {
 			if err := txn.Delete(k); err != nil {
 				return err

@@ -138,7 +138,23 @@ func putGrant(txn *badgerdb.Txn, oldKey, newKey []byte, exp uint64) error {
 // prefix for which keep reports true. Index entries of purged tokens are
 // skipped.
 func (s *Store) listTokens(ctx context.Context, prefix []byte, keep func(*store.Token) bool) ([]*store.Token, error) {
-	var out []*store.Token
+	return listIndexed(ctx, s, prefix, func(txn *badgerdb.Txn, key []byte) (*store.Token, error) {
+		h, ok := indexHash(prefix, key)
+		if !ok {
+			return nil, store.ErrNotFound // another enrollment's or family's entry
+		}
+		return getToken(txn, h)
+	}, keep)
+}
+
+// listIndexed lists, in key order, the records that read finds for the
+// index keys under prefix and keep accepts (the index is written with its
+// records, so keep only guards against a damaged database). read returns
+// store.ErrNotFound for a key that names no record, one purged a moment
+// before its index entry or one that is not this index's; those are
+// skipped.
+func listIndexed[T any](ctx context.Context, s *Store, prefix []byte, read func(txn *badgerdb.Txn, key []byte) (T, error), keep func(T) bool) ([]T, error) {
+	var out []T
 	err := s.view(ctx, func(txn *badgerdb.Txn) error {
 		out = nil
 		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: prefix})
@@ -147,19 +163,15 @@ func (s *Store) listTokens(ctx context.Context, prefix []byte, keep func(*store.
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			h, ok := indexHash(prefix, it.Item().Key())
-			if !ok {
-				continue
-			}
-			t, err := getToken(txn, h)
+			v, err := read(txn, it.Item().Key())
 			if errors.Is(err, store.ErrNotFound) {
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			if keep(t) {
-				out = append(out, t)
+			if keep(v) {
+				out = append(out, v)
 			}
 		}
 		return nil

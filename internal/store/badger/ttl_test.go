@@ -3,6 +3,7 @@ package badger
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"testing"
 	"time"
 
@@ -27,6 +28,36 @@ func expiresAt(t *testing.T, s *Store, key []byte) uint64 {
 		t.Fatalf("get %q: %v", key, err)
 	}
 	return exp
+}
+
+// absent fails unless key is missing from the database.
+func absent(t *testing.T, s *Store, key []byte) {
+	t.Helper()
+	err := s.db.View(func(txn *badgerdb.Txn) error {
+		_, err := txn.Get(key)
+		return err
+	})
+	if !errors.Is(err, badgerdb.ErrKeyNotFound) {
+		t.Fatalf("key %q: got %v, want ErrKeyNotFound", key, err)
+	}
+}
+
+// keysOfKind returns (copies of) every live key of the given kind.
+func keysOfKind(t *testing.T, s *Store, kind byte) [][]byte {
+	t.Helper()
+	var keys [][]byte
+	err := s.db.View(func(txn *badgerdb.Txn) error {
+		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: []byte{kind}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
 }
 
 // TestTTL checks the native TTLs: they purge records a retention period

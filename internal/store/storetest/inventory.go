@@ -42,82 +42,141 @@ var strangers = []user{
 	{idp, "su"}, {idp, "sub-"}, {idp, "sub-a2"}, {"", ""},
 }
 
+// scanMethod is the shape of the store's Scan methods: from is where the
+// scan starts, and it ends when fn returns false.
+type scanMethod[K, T any] func(ctx context.Context, from K, fn func(T) bool) error
+
+// scanAll collects what scan(from) passes to fn; what names the call in
+// failures.
+func scanAll[K, T any](t *testing.T, what string, scan scanMethod[K, T], from K) []T {
+	t.Helper()
+	var got []T
+	if err := scan(context.Background(), from, func(v T) bool {
+		got = append(got, v)
+		return true
+	}); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return got
+}
+
 // scanEnrollments collects what ScanEnrollments(from) passes to fn.
 func scanEnrollments(t *testing.T, s store.Store, from string) []*store.Enrollment {
 	t.Helper()
-	var got []*store.Enrollment
-	if err := s.ScanEnrollments(context.Background(), from, func(e *store.Enrollment) bool {
-		got = append(got, e)
-		return true
-	}); err != nil {
-		t.Fatalf("ScanEnrollments(%q): %v", from, err)
-	}
-	return got
+	return scanAll(t, fmt.Sprintf("ScanEnrollments(%q)", from), s.ScanEnrollments, from)
 }
 
 // scanTokens collects what ScanTokens(from) passes to fn.
 func scanTokens(t *testing.T, s store.Store, from []byte) []*store.Token {
 	t.Helper()
-	var got []*store.Token
-	if err := s.ScanTokens(context.Background(), from, func(tok *store.Token) bool {
-		got = append(got, tok)
-		return true
-	}); err != nil {
-		t.Fatalf("ScanTokens(%x): %v", from, err)
-	}
-	return got
+	return scanAll(t, fmt.Sprintf("ScanTokens(%x)", from), s.ScanTokens, from)
 }
 
 // scanFamilies collects what ScanFamilies(from) passes to fn.
 func scanFamilies(t *testing.T, s store.Store, from string) []*store.Family {
 	t.Helper()
-	var got []*store.Family
-	if err := s.ScanFamilies(context.Background(), from, func(f *store.Family) bool {
-		got = append(got, f)
-		return true
-	}); err != nil {
-		t.Fatalf("ScanFamilies(%q): %v", from, err)
+	return scanAll(t, fmt.Sprintf("ScanFamilies(%q)", from), s.ScanFamilies, from)
+}
+
+// scanPages walks scan in pages of size: each page is one call, whose fn
+// returns false once it has size records, and the next one starts at
+// after(the page's last record). A short page, or after reporting false,
+// ends the walk, which must take at most maxPages pages. It returns the
+// records of every page.
+func scanPages[K, T any](t *testing.T, scan scanMethod[K, T], size, maxPages int, after func(T) (K, bool)) []T {
+	t.Helper()
+	var got []T
+	var from K
+	for pages := 0; ; pages++ {
+		if pages > maxPages {
+			t.Fatalf("page size %d: no end after %d pages", size, pages)
+		}
+		var page []T
+		if err := scan(context.Background(), from, func(v T) bool {
+			page = append(page, v)
+			return len(page) < size
+		}); err != nil {
+			t.Fatalf("scan from %v: %v", from, err)
+		}
+		if len(page) > size {
+			t.Fatalf("page size %d: fn called %d times after it returned false", size, len(page)-size)
+		}
+		got = append(got, page...)
+		if len(page) < size {
+			return got
+		}
+		var more bool
+		if from, more = after(page[len(page)-1]); !more {
+			return got
+		}
 	}
-	return got
+}
+
+// assertStopsWhenFnReturnsFalse checks that scan(from) calls fn once, with
+// a record check accepts, when fn returns false.
+func assertStopsWhenFnReturnsFalse[K, T any](t *testing.T, scan scanMethod[K, T], from K, check func(*testing.T, T)) {
+	t.Helper()
+	calls := 0
+	if err := scan(context.Background(), from, func(v T) bool {
+		calls++
+		check(t, v)
+		return false
+	}); err != nil {
+		t.Fatalf("scan: %v", err)
+	}
+	if calls != 1 {
+		t.Fatalf("fn called %d times, want 1", calls)
+	}
+}
+
+// assertStopsWhenCtxIsDone checks that scan(from) ends with
+// context.Canceled after the call of fn that cancels its context.
+func assertStopsWhenCtxIsDone[K, T any](t *testing.T, scan scanMethod[K, T], from K) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	calls := 0
+	err := scan(ctx, from, func(T) bool {
+		calls++
+		cancel()
+		return true
+	})
+	if !errors.Is(err, context.Canceled) || calls != 1 {
+		t.Fatalf("scan cancelled in fn: %d calls, %v; want 1 call, context.Canceled", calls, err)
+	}
+}
+
+// assertInOrder checks that got holds exactly want, in this order as id
+// names them, with their contents as assert compares them.
+func assertInOrder[T any](t *testing.T, what string, got, want []T, id func(T) string, assert func(*testing.T, T, T)) {
+	t.Helper()
+	if !slices.Equal(mapped(got, id), mapped(want, id)) {
+		t.Fatalf("%s = %q, want %q", what, mapped(got, id), mapped(want, id))
+	}
+	for i := range got {
+		assert(t, got[i], want[i])
+	}
 }
 
 // assertEnrollmentsInOrder checks that got holds exactly want, in this
 // order, with their contents.
 func assertEnrollmentsInOrder(t *testing.T, what string, got, want []*store.Enrollment) {
 	t.Helper()
-	id := func(e *store.Enrollment) string { return e.ID }
-	if !slices.Equal(mapped(got, id), mapped(want, id)) {
-		t.Fatalf("%s = %q, want %q", what, mapped(got, id), mapped(want, id))
-	}
-	for i := range got {
-		assertEnrollment(t, got[i], want[i])
-	}
+	assertInOrder(t, what, got, want, func(e *store.Enrollment) string { return e.ID }, assertEnrollment)
 }
 
 // assertTokensInOrder checks that got holds exactly want, in this order,
 // with their contents.
 func assertTokensInOrder(t *testing.T, what string, got, want []*store.Token) {
 	t.Helper()
-	id := func(tok *store.Token) string { return tok.ID() }
-	if !slices.Equal(mapped(got, id), mapped(want, id)) {
-		t.Fatalf("%s = %q, want %q", what, mapped(got, id), mapped(want, id))
-	}
-	for i := range got {
-		assertToken(t, got[i], want[i])
-	}
+	assertInOrder(t, what, got, want, (*store.Token).ID, assertToken)
 }
 
 // assertFamiliesInOrder checks that got holds exactly want, in this order,
 // with their contents.
 func assertFamiliesInOrder(t *testing.T, what string, got, want []*store.Family) {
 	t.Helper()
-	id := func(f *store.Family) string { return f.ID }
-	if !slices.Equal(mapped(got, id), mapped(want, id)) {
-		t.Fatalf("%s = %q, want %q", what, mapped(got, id), mapped(want, id))
-	}
-	for i := range got {
-		assertFamily(t, got[i], want[i])
-	}
+	assertInOrder(t, what, got, want, func(f *store.Family) string { return f.ID }, assertFamily)
 }
 
 // mapped applies f to every element of s.
@@ -154,7 +213,6 @@ func seedOthers(t *testing.T, s store.Store, c *Clock) {
 }
 
 func testScanEnrollments(t *testing.T, f Factory) {
-	ctx := context.Background()
 	ids := []string{"E3", "E10", "E1", "e0", "E2", "E", "E1\x00x", "\x00", "\u00ff"}
 	seed := func(t *testing.T) (store.Store, *Clock, []*store.Enrollment) {
 		s, c := open(t, f)
@@ -204,61 +262,24 @@ func testScanEnrollments(t *testing.T, f Factory) {
 
 	t.Run("Paginates", func(t *testing.T) {
 		s, _, all := seed(t)
+		// The next page starts at the smallest id after the last.
+		after := func(e *store.Enrollment) (string, bool) { return e.ID + "\x00", true }
 		for _, size := range []int{1, 2, 4, len(ids)} {
-			var got []*store.Enrollment
-			for from, pages := "", 0; ; pages++ {
-				if pages > len(ids) {
-					t.Fatalf("page size %d: no end after %d pages", size, pages)
-				}
-				var page []*store.Enrollment
-				if err := s.ScanEnrollments(ctx, from, func(e *store.Enrollment) bool {
-					page = append(page, e)
-					return len(page) < size
-				}); err != nil {
-					t.Fatalf("ScanEnrollments(%q): %v", from, err)
-				}
-				if len(page) > size {
-					t.Fatalf("page size %d: fn called %d times after it returned false", size, len(page)-size)
-				}
-				got = append(got, page...)
-				if len(page) < size {
-					break
-				}
-				// The next page starts at the smallest id after the last.
-				from = page[len(page)-1].ID + "\x00"
-			}
+			got := scanPages(t, s.ScanEnrollments, size, len(ids), after)
 			assertEnrollmentsInOrder(t, fmt.Sprintf("pages of %d", size), got, all)
 		}
 	})
 
 	t.Run("StopsWhenFnReturnsFalse", func(t *testing.T) {
 		s, _, all := seed(t)
-		calls := 0
-		if err := s.ScanEnrollments(ctx, "", func(e *store.Enrollment) bool {
-			calls++
+		assertStopsWhenFnReturnsFalse(t, s.ScanEnrollments, "", func(t *testing.T, e *store.Enrollment) {
 			assertEnrollment(t, e, all[0])
-			return false
-		}); err != nil {
-			t.Fatalf("ScanEnrollments: %v", err)
-		}
-		if calls != 1 {
-			t.Fatalf("fn called %d times, want 1", calls)
-		}
+		})
 	})
 
 	t.Run("StopsWhenCtxIsDone", func(t *testing.T) {
 		s, _, _ := seed(t)
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		calls := 0
-		err := s.ScanEnrollments(ctx, "", func(*store.Enrollment) bool {
-			calls++
-			cancel()
-			return true
-		})
-		if !errors.Is(err, context.Canceled) || calls != 1 {
-			t.Fatalf("ScanEnrollments cancelled in fn: %d calls, %v; want 1 call, context.Canceled", calls, err)
-		}
+		assertStopsWhenCtxIsDone(t, s.ScanEnrollments, "")
 	})
 
 	t.Run("CurrentContents", func(t *testing.T) {
@@ -363,61 +384,23 @@ func testScanTokens(t *testing.T, f Factory) {
 
 	t.Run("Paginates", func(t *testing.T) {
 		s, _, all := seed(t)
+		after := func(tok *store.Token) ([]byte, bool) { return nextHash(tok.Hash) }
 		for _, size := range []int{1, 3, len(all)} {
-			var got []*store.Token
-			var from []byte
-			for pages := 0; ; pages++ {
-				if pages > len(all) {
-					t.Fatalf("page size %d: no end after %d pages", size, pages)
-				}
-				var page []*store.Token
-				if err := s.ScanTokens(ctx, from, func(tok *store.Token) bool {
-					page = append(page, tok)
-					return len(page) < size
-				}); err != nil {
-					t.Fatalf("ScanTokens(%x): %v", from, err)
-				}
-				got = append(got, page...)
-				if len(page) < size {
-					break
-				}
-				var ok bool
-				if from, ok = nextHash(page[len(page)-1].Hash); !ok {
-					break
-				}
-			}
+			got := scanPages(t, s.ScanTokens, size, len(all), after)
 			assertTokensInOrder(t, fmt.Sprintf("pages of %d", size), got, all)
 		}
 	})
 
 	t.Run("StopsWhenFnReturnsFalse", func(t *testing.T) {
 		s, _, all := seed(t)
-		calls := 0
-		if err := s.ScanTokens(ctx, nil, func(tok *store.Token) bool {
-			calls++
+		assertStopsWhenFnReturnsFalse(t, s.ScanTokens, nil, func(t *testing.T, tok *store.Token) {
 			assertToken(t, tok, all[0])
-			return false
-		}); err != nil {
-			t.Fatalf("ScanTokens: %v", err)
-		}
-		if calls != 1 {
-			t.Fatalf("fn called %d times, want 1", calls)
-		}
+		})
 	})
 
 	t.Run("StopsWhenCtxIsDone", func(t *testing.T) {
 		s, _, _ := seed(t)
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		calls := 0
-		err := s.ScanTokens(ctx, nil, func(*store.Token) bool {
-			calls++
-			cancel()
-			return true
-		})
-		if !errors.Is(err, context.Canceled) || calls != 1 {
-			t.Fatalf("ScanTokens cancelled in fn: %d calls, %v; want 1 call, context.Canceled", calls, err)
-		}
+		assertStopsWhenCtxIsDone(t, s.ScanTokens, nil)
 	})
 }
 
@@ -483,57 +466,23 @@ func testScanFamilies(t *testing.T, f Factory) {
 
 	t.Run("Paginates", func(t *testing.T) {
 		s, _, all := seed(t)
+		after := func(fam *store.Family) (string, bool) { return fam.ID + "\x00", true }
 		for _, size := range []int{1, 2, len(ids)} {
-			var got []*store.Family
-			for from, pages := "", 0; ; pages++ {
-				if pages > len(ids) {
-					t.Fatalf("page size %d: no end after %d pages", size, pages)
-				}
-				var page []*store.Family
-				if err := s.ScanFamilies(ctx, from, func(fam *store.Family) bool {
-					page = append(page, fam)
-					return len(page) < size
-				}); err != nil {
-					t.Fatalf("ScanFamilies(%q): %v", from, err)
-				}
-				got = append(got, page...)
-				if len(page) < size {
-					break
-				}
-				from = page[len(page)-1].ID + "\x00"
-			}
+			got := scanPages(t, s.ScanFamilies, size, len(ids), after)
 			assertFamiliesInOrder(t, fmt.Sprintf("pages of %d", size), got, all)
 		}
 	})
 
 	t.Run("StopsWhenFnReturnsFalse", func(t *testing.T) {
 		s, _, all := seed(t)
-		calls := 0
-		if err := s.ScanFamilies(ctx, "F10", func(fam *store.Family) bool {
-			calls++
+		assertStopsWhenFnReturnsFalse(t, s.ScanFamilies, "F10", func(t *testing.T, fam *store.Family) {
 			assertFamily(t, fam, all[slices.IndexFunc(all, func(f *store.Family) bool { return f.ID == "F10" })])
-			return false
-		}); err != nil {
-			t.Fatalf("ScanFamilies: %v", err)
-		}
-		if calls != 1 {
-			t.Fatalf("fn called %d times, want 1", calls)
-		}
+		})
 	})
 
 	t.Run("StopsWhenCtxIsDone", func(t *testing.T) {
 		s, _, _ := seed(t)
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		calls := 0
-		err := s.ScanFamilies(ctx, "", func(*store.Family) bool {
-			calls++
-			cancel()
-			return true
-		})
-		if !errors.Is(err, context.Canceled) || calls != 1 {
-			t.Fatalf("ScanFamilies cancelled in fn: %d calls, %v; want 1 call, context.Canceled", calls, err)
-		}
+		assertStopsWhenCtxIsDone(t, s.ScanFamilies, "")
 	})
 }
 

@@ -621,23 +621,37 @@ func (p *Provider) idToken(g *grant) (string, error) {
 	if g.nonce != "" {
 		claims["nonce"] = g.nonce
 	}
-	for k, v := range g.login.IDClaims {
+	overlay(claims, g.login.IDClaims)
+	return p.sign(claims, g.login.SigningKey, "JWT")
+}
+
+// overlay lays extra over claims; a nil value removes the claim.
+func overlay(claims, extra map[string]any) {
+	for k, v := range extra {
 		if v == nil {
 			delete(claims, k)
 			continue
 		}
 		claims[k] = v
 	}
+}
+
+// sign returns the compact JWS (RS256) of claims, under the published key
+// id, signed with key or, when key is nil, the published key; typ is the
+// JOSE typ header, "" for none.
+func (p *Provider) sign(claims map[string]any, key *rsa.PrivateKey, typ string) (string, error) {
 	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", err
 	}
-	key := p.key
-	if g.login.SigningKey != nil {
-		key = g.login.SigningKey
+	if key == nil {
+		key = p.key
 	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: p.kid}},
-		(&jose.SignerOptions{}).WithType("JWT"))
+	opts := &jose.SignerOptions{}
+	if typ != "" {
+		opts = opts.WithType(jose.ContentType(typ))
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: p.kid}}, opts)
 	if err != nil {
 		return "", err
 	}
@@ -664,13 +678,7 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	claims := map[string]any{"sub": g.login.Subject}
-	for k, v := range g.login.UserInfoClaims {
-		if v == nil {
-			delete(claims, k)
-			continue
-		}
-		claims[k] = v
-	}
+	overlay(claims, g.login.UserInfoClaims)
 	writeJSON(w, http.StatusOK, claims)
 }
 

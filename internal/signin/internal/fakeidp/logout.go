@@ -1,13 +1,10 @@
 package fakeidp
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/json"
-	"maps"
 	"time"
-
-	jose "github.com/go-jose/go-jose/v4"
 )
 
 // BackchannelLogoutEvent is the member of a logout token's events claim
@@ -53,38 +50,12 @@ func (p *Provider) LogoutToken(l Logout) (string, error) {
 	if l.SessionID != "" {
 		claims["sid"] = l.SessionID
 	}
-	for k, v := range maps.Clone(l.Claims) {
-		if v == nil {
-			delete(claims, k)
-			continue
-		}
-		claims[k] = v
+	overlay(claims, l.Claims)
+	typ := cmp.Or(l.Type, "logout+jwt")
+	if l.NoType {
+		typ = ""
 	}
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		return "", err
-	}
-	key := p.key
-	if l.SigningKey != nil {
-		key = l.SigningKey
-	}
-	opts := &jose.SignerOptions{}
-	switch {
-	case l.NoType:
-	case l.Type != "":
-		opts = opts.WithType(jose.ContentType(l.Type))
-	default:
-		opts = opts.WithType("logout+jwt")
-	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: p.kid}}, opts)
-	if err != nil {
-		return "", err
-	}
-	obj, err := signer.Sign(payload)
-	if err != nil {
-		return "", err
-	}
-	raw, err := obj.CompactSerialize()
+	raw, err := p.sign(claims, l.SigningKey, typ)
 	if err != nil {
 		return "", err
 	}
