@@ -10,8 +10,13 @@ import (
 	"github.com/mdmauth/mdmauth/internal/store"
 )
 
-// DefaultCacheEntries is the default Options.CacheEntries.
-const DefaultCacheEntries = 200_000
+// DefaultCacheEntries is the default Options.CacheEntries. The cache is
+// sized for the devices talking at one moment, not for the fleet: a device
+// answering a push sends several requests in a row (Idle, results, Idle),
+// and those hit; a push to a whole fleet reaches each device once, so a
+// fleet-sized cache would cost memory (~1 KiB of heap per record with
+// the garbage collector's headroom) and save one decode per burst.
+const DefaultCacheEntries = 20_000
 
 // cacheShards spreads the cache's locks.
 const cacheShards = 64
