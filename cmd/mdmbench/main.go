@@ -8,7 +8,8 @@
 //     with a fleet of enrolled devices sending signed Status Idle and
 //     command results with their bearer tokens, at max rate and at a fixed
 //     rate: requests/s, latency percentiles, errors, Caddy's CPU per
-//     1,000 requests and peak RSS, B/A ratios, added latency;
+//     1,000 requests, peak RSS and its anonymous (heap) and file-backed
+//     (mapped store) parts, B/A ratios, added latency;
 //   - B with 10k, 100k (and with -scale-full 1M) live tokens in the store;
 //   - full enrollments through the gateway and the real provider;
 //   - the hot path's Go benchmarks;

@@ -13,7 +13,9 @@
 //   - Preload writes live tokens bound to enrollments through the store API
 //     before Caddy opens the store; Tokens derives them from a seed, so
 //     a million devices need no table;
-//   - ReadProc samples a process's CPU time and resident set from /proc;
+//   - ReadProc samples a process's CPU time and resident set from /proc,
+//     the resident set split into anonymous (heap) and file-backed (mapped
+//     files, page cache) pages;
 //   - Evaluate checks a Report against the performance targets; the
 //     Report renders as text, Markdown (UpdateDocs) and JSON.
 //

@@ -16,12 +16,17 @@ import (
 type usage struct {
 	caddy, upstream, self time.Duration
 	// rss is Caddy's peak resident set during the run (since its start
-	// when the peak could not be reset).
+	// when the peak was not reset).
 	rss int64
+	// anon and file are the largest anonymous and file-backed parts of
+	// Caddy's resident set in samples during the run and at its end.
+	anon, file int64
 }
 
 // measure runs spec against the running Caddy c and reads the CPU time
-// of Caddy, of the process at upstreamPID and of this process around it.
+// of Caddy, of the process at upstreamPID and of this process around it,
+// and Caddy's resident set: its peak (VmHWM) and, sampled every
+// memSampleInterval and at the end, its anonymous and file-backed parts.
 // With resetPeak, Caddy's peak RSS is reset first, so the peak is the
 // run's own.
 func (e *env) measure(ctx context.Context, c *caddy, upstreamPID int, spec LoadSpec, resetPeak bool) (*LoadResult, usage, error) {
@@ -38,18 +43,27 @@ func (e *env) measure(ctx context.Context, c *caddy, upstreamPID int, spec LoadS
 	if err != nil {
 		return nil, usage{}, err
 	}
+	mem := startMemSampler(func() (Memory, error) { return readMemory(pid) }, memSampleInterval)
 	res, err := RunLoad(ctx, e.target(), spec)
+	peak, memErr := mem.finish()
 	if err != nil {
 		return nil, usage{}, err
+	}
+	if memErr != nil {
+		return nil, usage{}, fmt.Errorf("sampling caddy's memory: %w", memErr)
 	}
 	after, err := sampleAll(pid, upstreamPID)
 	if err != nil {
 		return nil, usage{}, err
 	}
+	peak.add(before[0].Memory)
+	peak.add(after[0].Memory)
 	u := usage{
 		caddy: after[0].CPU - before[0].CPU,
 		self:  after[2].CPU - before[2].CPU,
 		rss:   after[0].HWM,
+		anon:  peak.anon,
+		file:  peak.file,
 	}
 	if upstreamPID != 0 {
 		u.upstream = after[1].CPU - before[1].CPU
@@ -134,7 +148,7 @@ func (e *env) runPair(ctx context.Context, fleet Fleet, storage string, round in
 	if err != nil {
 		return nil, err
 	}
-	maxFig := figures(up, cfg, ModeMax, round, 0, res, u.caddy, u.upstream, u.self, u.rss)
+	maxFig := figures(up, cfg, ModeMax, round, 0, res, u)
 	e.logRun(maxFig)
 	if cfg == ConfigA {
 		*rate = e.o.RateFraction * res.Rate()
@@ -146,14 +160,14 @@ func (e *env) runPair(ctx context.Context, fleet Fleet, storage string, round in
 	if err != nil {
 		return nil, err
 	}
-	fixed := figures(up, cfg, ModeFixed, round, *rate, res, u.caddy, u.upstream, u.self, u.rss)
+	fixed := figures(up, cfg, ModeFixed, round, *rate, res, u)
 	e.logRun(fixed)
 	return []LoadFigures{maxFig, fixed}, c.Stop()
 }
 
 func (e *env) logRun(f LoadFigures) {
-	e.o.logf("  round %d  %-7s %s  %-5s %8.0f req/s  p50 %7.1f µs  p99 %8.1f µs  caddy %.3f CPU-s/1k  rss %.0f MiB  errors %v",
-		f.Round, f.Upstream, f.Config, f.Mode, f.RPS, f.Latency.P50, f.Latency.P99, f.CaddyCPU, f.CaddyRSSMiB, f.Errors)
+	e.o.logf("  round %d  %-7s %s  %-5s %8.0f req/s  p50 %7.1f µs  p99 %8.1f µs  caddy %.3f CPU-s/1k  rss %.0f MiB (anon %.0f, file %.0f)  errors %v",
+		f.Round, f.Upstream, f.Config, f.Mode, f.RPS, f.Latency.P50, f.Latency.P99, f.CaddyCPU, f.CaddyRSSMiB, f.CaddyAnonRSSMiB, f.CaddyFileRSSMiB, f.Errors)
 }
 
 // profilePhase runs B against the fast upstream at max rate while
@@ -245,10 +259,12 @@ func (e *env) scalePhase(ctx context.Context, tokens Tokens, signature string) (
 		if err != nil {
 			return nil, err
 		}
-		lf := figures(UpstreamFast, ConfigB, ModeMax, 0, 0, res, u.caddy, u.upstream, u.self, u.rss)
-		f.Requests, f.Errors, f.RPS, f.Latency, f.CaddyCPU, f.CaddyRSSMiB = lf.Requests, lf.Errors, lf.RPS, lf.Latency, lf.CaddyCPU, lf.CaddyRSSMiB
-		o.logf("  %d tokens: preload %.1f s, store %.1f MiB, reopen %.3f s, caddy ready %.2f s, %.0f req/s, p50 %.1f µs, p99 %.1f µs, rss %.0f MiB, errors %v",
-			n, f.PreloadSeconds, f.StoreMiB, f.ReopenSeconds, f.CaddyReadySeconds, f.RPS, f.Latency.P50, f.Latency.P99, f.CaddyRSSMiB, f.Errors)
+		lf := figures(UpstreamFast, ConfigB, ModeMax, 0, 0, res, u)
+		f.Requests, f.Errors, f.RPS, f.Latency, f.CaddyCPU = lf.Requests, lf.Errors, lf.RPS, lf.Latency, lf.CaddyCPU
+		f.CaddyRSSMiB, f.CaddyAnonRSSMiB, f.CaddyFileRSSMiB = lf.CaddyRSSMiB, lf.CaddyAnonRSSMiB, lf.CaddyFileRSSMiB
+		o.logf("  %d tokens: preload %.1f s, store %.1f MiB, reopen %.3f s, caddy ready %.2f s, %.0f req/s, p50 %.1f µs, p99 %.1f µs, rss %.0f MiB (anon %.0f, file %.0f), errors %v",
+			n, f.PreloadSeconds, f.StoreMiB, f.ReopenSeconds, f.CaddyReadySeconds, f.RPS, f.Latency.P50, f.Latency.P99,
+			f.CaddyRSSMiB, f.CaddyAnonRSSMiB, f.CaddyFileRSSMiB, f.Errors)
 		out = append(out, f)
 	}
 	return out, nil

@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,9 +24,23 @@ var ErrNoProc = errors.New("bench: /proc is not available")
 type ProcSample struct {
 	// CPU is user plus system time since the process started.
 	CPU time.Duration
-	// RSS is the resident set size now; HWM its peak since the process
-	// started or since the peak was last reset (ResetPeakRSS).
+	Memory
+}
+
+// Memory is the resident set of a process, in bytes, as
+// /proc/<pid>/status reports it.
+type Memory struct {
+	// RSS is the resident set size now (VmRSS); HWM its peak since the
+	// process started or since the peak was last reset (VmHWM,
+	// ResetPeakRSS).
 	RSS, HWM int64
+	// RSS is the sum of three parts, now. Anon is anonymous memory
+	// (RssAnon): the heap, stacks and other private pages only the
+	// process holds. File is file-backed pages (RssFile): the executable
+	// and memory-mapped files, page cache that the kernel shares with
+	// other mappings and can drop and read back. Shmem is shared memory
+	// (RssShmem). The kernel keeps no peak of the parts.
+	Anon, File, Shmem int64
 }
 
 // ParseStat returns utime+stime from the contents of /proc/<pid>/stat.
@@ -52,37 +68,46 @@ func ParseStat(b []byte) (time.Duration, error) {
 	return time.Duration(ticks) * time.Second / clockTicks, nil
 }
 
-// ParseStatus returns VmRSS and VmHWM, in bytes, from the contents of
-// /proc/<pid>/status.
-func ParseStatus(b []byte) (rss, hwm int64, err error) {
-	var gotRSS, gotHWM bool
+// statusFields are the lines ParseStatus reads, all required.
+var statusFields = [...]string{"VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"}
+
+// ParseStatus returns the resident set lines (VmRSS, VmHWM, RssAnon,
+// RssFile, RssShmem), in bytes, from the contents of /proc/<pid>/status.
+// Every one of them must be present (RssAnon and the others since
+// Linux 4.5).
+func ParseStatus(b []byte) (Memory, error) {
+	var m Memory
+	dst := [len(statusFields)]*int64{&m.RSS, &m.HWM, &m.Anon, &m.File, &m.Shmem}
+	var got [len(statusFields)]bool
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		name, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (name != "VmRSS" && name != "VmHWM") {
+		if !ok {
+			continue
+		}
+		i := slices.Index(statusFields[:], name)
+		if i < 0 {
 			continue
 		}
 		f := strings.Fields(rest)
 		if len(f) != 2 || f[1] != "kB" {
-			return 0, 0, fmt.Errorf("bench: status: unexpected %s line %q", name, sc.Text())
+			return Memory{}, fmt.Errorf("bench: status: unexpected %s line %q", name, sc.Text())
 		}
 		n, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil || n < 0 {
-			return 0, 0, fmt.Errorf("bench: status: bad %s value %q", name, f[0])
+		if err != nil || n < 0 || n > math.MaxInt64>>10 {
+			return Memory{}, fmt.Errorf("bench: status: bad %s value %q", name, f[0])
 		}
-		if name == "VmRSS" {
-			rss, gotRSS = n<<10, true
-		} else {
-			hwm, gotHWM = n<<10, true
-		}
+		*dst[i], got[i] = n<<10, true
 	}
 	if err := sc.Err(); err != nil {
-		return 0, 0, err
+		return Memory{}, err
 	}
-	if !gotRSS || !gotHWM {
-		return 0, 0, errors.New("bench: status: VmRSS or VmHWM missing")
+	for i, ok := range got {
+		if !ok {
+			return Memory{}, fmt.Errorf("bench: status: no %s line", statusFields[i])
+		}
 	}
-	return rss, hwm, nil
+	return m, nil
 }
 
 // ReadProc samples the process pid (0: this process).
@@ -99,15 +124,23 @@ func ReadProc(pid int) (ProcSample, error) {
 	if err != nil {
 		return ProcSample{}, err
 	}
-	status, err := os.ReadFile(dir + "/status")
+	m, err := readMemory(pid)
 	if err != nil {
 		return ProcSample{}, err
 	}
-	rss, hwm, err := ParseStatus(status)
-	if err != nil {
-		return ProcSample{}, err
+	return ProcSample{CPU: cpu, Memory: m}, nil
+}
+
+// readMemory reads the resident set of pid (0: this process).
+func readMemory(pid int) (Memory, error) {
+	status, err := os.ReadFile(procDir(pid) + "/status")
+	if errors.Is(err, os.ErrNotExist) && pid == 0 {
+		return Memory{}, ErrNoProc
 	}
-	return ProcSample{CPU: cpu, RSS: rss, HWM: hwm}, nil
+	if err != nil {
+		return Memory{}, err
+	}
+	return ParseStatus(status)
 }
 
 // ResetPeakRSS resets the process's VmHWM to its current RSS (writing 5

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"testing"
 	"time"
 )
@@ -40,12 +41,41 @@ func TestParseStat(t *testing.T) {
 }
 
 func TestParseStatus(t *testing.T) {
-	rss, hwm, err := ParseStatus(readTestdata(t, "status-caddy.txt"))
-	if err != nil || rss != 61240<<10 || hwm != 75432<<10 {
-		t.Errorf("ParseStatus = %d, %d, %v; want %d, %d", rss, hwm, err, 61240<<10, 75432<<10)
+	tests := []struct {
+		file string
+		want Memory
+	}{
+		{"status-caddy.txt", Memory{RSS: 61240 << 10, HWM: 75432 << 10, Anon: 30120 << 10, File: 31120 << 10}},
+		// Caddy with a memory-mapped store: most of the resident set is
+		// file-backed.
+		{"status-mapped-store.txt", Memory{RSS: 702140 << 10, HWM: 710348 << 10, Anon: 168304 << 10, File: 533724 << 10, Shmem: 112 << 10}},
 	}
-	for _, bad := range []string{"Name:\tx\n", "VmHWM:\t12 kB\n", "VmHWM:\t12 kB\nVmRSS:\tmany kB\n", "VmHWM:\t12 MB\nVmRSS:\t1 kB\n"} {
-		if _, _, err := ParseStatus([]byte(bad)); err == nil {
+	for _, tc := range tests {
+		got, err := ParseStatus(readTestdata(t, tc.file))
+		if err != nil || got != tc.want {
+			t.Errorf("%s: ParseStatus = %+v, %v; want %+v", tc.file, got, err, tc.want)
+		}
+		if got.RSS != got.Anon+got.File+got.Shmem {
+			t.Errorf("%s: VmRSS %d is not RssAnon + RssFile + RssShmem", tc.file, got.RSS)
+		}
+	}
+	const whole = "VmHWM:\t12 kB\nVmRSS:\t10 kB\nRssAnon:\t6 kB\nRssFile:\t4 kB\nRssShmem:\t0 kB\n"
+	if _, err := ParseStatus([]byte(whole)); err != nil {
+		t.Fatalf("ParseStatus of the minimal status: %v", err)
+	}
+	for _, bad := range []string{
+		"Name:\tx\n",
+		"VmHWM:\t12 kB\n",
+		"VmHWM:\t12 kB\nVmRSS:\t10 kB\n", // before Linux 4.5: no RssAnon, RssFile, RssShmem
+		strings.Replace(whole, "RssFile:\t4 kB\n", "", 1),
+		strings.Replace(whole, "RssShmem:\t0 kB\n", "", 1),
+		strings.Replace(whole, "10 kB", "many kB", 1),
+		strings.Replace(whole, "12 kB", "12 MB", 1),
+		strings.Replace(whole, "6 kB", "-6 kB", 1),
+		strings.Replace(whole, "4 kB", "9223372036854775807 kB", 1), // overflows in bytes
+		strings.Replace(whole, "6 kB", "6", 1),
+	} {
+		if _, err := ParseStatus([]byte(bad)); err == nil {
 			t.Errorf("ParseStatus(%q) succeeded", bad)
 		}
 	}
@@ -81,6 +111,10 @@ func TestReadProcSelf(t *testing.T) {
 	}
 	if after.CPU <= before.CPU || after.RSS <= 0 || after.HWM < after.RSS || after.HWM < 64<<20 {
 		t.Errorf("before %+v, after %+v", before, after)
+	}
+	// The buffer is heap: anonymous. The test binary's code is file-backed.
+	if after.Anon < 64<<20 || after.File <= 0 || after.RSS != after.Anon+after.File+after.Shmem {
+		t.Errorf("resident set parts %+v: want anon ≥ 64 MiB, file > 0, and their sum the RSS", after.Memory)
 	}
 	buf = nil
 	debug.FreeOSMemory()

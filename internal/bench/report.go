@@ -95,8 +95,15 @@ type LoadFigures struct {
 	CaddyCPU    float64 `json:"caddy_cpu_s_per_1k"`
 	UpstreamCPU float64 `json:"upstream_cpu_s_per_1k"`
 	LoadgenCPU  float64 `json:"loadgen_cpu_s_per_1k"`
-	// CaddyRSSMiB is Caddy's peak resident set during the run.
+	// CaddyRSSMiB is Caddy's peak resident set during the run (VmHWM):
+	// anonymous and file-backed pages together.
 	CaddyRSSMiB float64 `json:"caddy_peak_rss_mib"`
+	// CaddyAnonRSSMiB is the largest anonymous part of it (RssAnon: heap
+	// and stacks) and CaddyFileRSSMiB the largest file-backed part
+	// (RssFile: the executable and memory-mapped store files, reclaimable
+	// page cache), sampled during the run and at its end.
+	CaddyAnonRSSMiB float64 `json:"caddy_peak_anon_rss_mib"`
+	CaddyFileRSSMiB float64 `json:"caddy_peak_file_rss_mib"`
 
 	raw *rawLoad // what aggregation needs; not in JSON
 }
@@ -106,7 +113,7 @@ type rawLoad struct {
 	hist                  *Histogram
 	elapsed               time.Duration
 	caddy, upstream, self time.Duration
-	rss                   int64
+	rss, anon, file       int64
 }
 
 // Ratio is B divided by A for one upstream and mode.
@@ -120,6 +127,7 @@ type Ratio struct {
 	Max      float64  `json:"max"`
 	CaddyCPU float64  `json:"caddy_cpu_per_request"`
 	RSS      float64  `json:"caddy_peak_rss"`
+	AnonRSS  float64  `json:"caddy_peak_anon_rss"`
 }
 
 // AddedLatency is B's latency minus A's at the same fixed rate.
@@ -150,7 +158,13 @@ type ScaleFigures struct {
 	RPS               float64           `json:"rps"`
 	Latency           Summary           `json:"latency"`
 	CaddyCPU          float64           `json:"caddy_cpu_s_per_1k"`
-	CaddyRSSMiB       float64           `json:"caddy_peak_rss_mib"`
+	// CaddyRSSMiB is Caddy's peak resident set since its start (the
+	// store's opening included); CaddyAnonRSSMiB and CaddyFileRSSMiB are
+	// its largest anonymous and file-backed parts sampled during the run,
+	// as in LoadFigures.
+	CaddyRSSMiB     float64 `json:"caddy_peak_rss_mib"`
+	CaddyAnonRSSMiB float64 `json:"caddy_peak_anon_rss_mib"`
+	CaddyFileRSSMiB float64 `json:"caddy_peak_file_rss_mib"`
 }
 
 // EnrollFigures are the full enrollments through the gateway.
@@ -201,11 +215,11 @@ func ReadJSON(path string) (*Report, error) {
 }
 
 // figures turns one measured load run into LoadFigures.
-func figures(up Upstream, cfg Config, mode string, round int, rate float64, res *LoadResult,
-	caddy, upstream, self time.Duration, rss int64) LoadFigures {
+func figures(up Upstream, cfg Config, mode string, round int, rate float64, res *LoadResult, u usage) LoadFigures {
 	f := LoadFigures{Upstream: up, Config: cfg, Mode: mode, Round: round, Rate: round1(rate),
 		Requests: res.Requests, OK: res.OK, Errors: nonEmpty(res.Errors),
-		raw: &rawLoad{hist: res.Latency, elapsed: res.Elapsed, caddy: caddy, upstream: upstream, self: self, rss: rss}}
+		raw: &rawLoad{hist: res.Latency, elapsed: res.Elapsed, caddy: u.caddy, upstream: u.upstream, self: u.self,
+			rss: u.rss, anon: u.anon, file: u.file}}
 	f.fill()
 	return f
 }
@@ -223,11 +237,13 @@ func (f *LoadFigures) fill() {
 	f.UpstreamCPU = perThousand(r.upstream, n)
 	f.LoadgenCPU = perThousand(r.self, n)
 	f.CaddyRSSMiB = mib(r.rss)
+	f.CaddyAnonRSSMiB = mib(r.anon)
+	f.CaddyFileRSSMiB = mib(r.file)
 }
 
 // aggregate merges the rounds of each (upstream, config, mode), keeping
 // the order of first appearance. Rates add up requests and time; the
-// peak RSS is the largest.
+// peak RSS and its parts are the largest.
 func aggregate(rounds []LoadFigures) []LoadFigures {
 	type key struct {
 		up   Upstream
@@ -258,6 +274,8 @@ func aggregate(rounds []LoadFigures) []LoadFigures {
 			s.raw.upstream += f.raw.upstream
 			s.raw.self += f.raw.self
 			s.raw.rss = max(s.raw.rss, f.raw.rss)
+			s.raw.anon = max(s.raw.anon, f.raw.anon)
+			s.raw.file = max(s.raw.file, f.raw.file)
 		}
 	}
 	out := make([]LoadFigures, 0, len(order))
@@ -303,6 +321,7 @@ func compare(load []LoadFigures) ([]Ratio, []AddedLatency) {
 			RPS: ratio(b.RPS, a.RPS), P50: ratio(b.Latency.P50, a.Latency.P50), P90: ratio(b.Latency.P90, a.Latency.P90),
 			P99: ratio(b.Latency.P99, a.Latency.P99), Max: ratio(b.Latency.Max, a.Latency.Max),
 			CaddyCPU: ratio(b.CaddyCPU, a.CaddyCPU), RSS: ratio(b.CaddyRSSMiB, a.CaddyRSSMiB),
+			AnonRSS: ratio(b.CaddyAnonRSSMiB, a.CaddyAnonRSSMiB),
 		})
 		if a.Mode == ModeFixed {
 			added = append(added, AddedLatency{Upstream: a.Upstream, Rate: a.Rate,

@@ -26,41 +26,45 @@ func result(n int, lat, elapsed time.Duration, errs map[string]uint64) *LoadResu
 
 func TestFiguresAndAggregate(t *testing.T) {
 	r1 := figures(UpstreamFast, ConfigA, ModeMax, 1, 0, result(1000, 200*time.Microsecond, time.Second, nil),
-		500*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond, 60<<20)
+		usage{caddy: 500 * time.Millisecond, upstream: 100 * time.Millisecond, self: 50 * time.Millisecond,
+			rss: 60 << 20, anon: 35 << 20, file: 25 << 20})
 	if r1.RPS != 1000 || r1.CaddyCPU != 0.5 || r1.UpstreamCPU != 0.1 || r1.LoadgenCPU != 0.05 || r1.CaddyRSSMiB != 60 ||
-		r1.Latency.P50 != 200 || r1.Seconds != 1 {
+		r1.CaddyAnonRSSMiB != 35 || r1.CaddyFileRSSMiB != 25 || r1.Latency.P50 != 200 || r1.Seconds != 1 {
 		t.Fatalf("figures: %+v", r1)
 	}
 	r2 := figures(UpstreamFast, ConfigA, ModeMax, 2, 0, result(3000, 400*time.Microsecond, time.Second, map[string]uint64{"401": 3}),
-		time.Second, 0, 0, 70<<20)
+		usage{caddy: time.Second, rss: 70 << 20, anon: 30 << 20, file: 40 << 20})
 	agg := aggregate([]LoadFigures{r1, r2})
 	if len(agg) != 1 {
 		t.Fatalf("aggregate: %d entries, want 1", len(agg))
 	}
 	a := agg[0]
-	// 4000 requests in 2 s; 1.5 CPU-s over 4000 requests; the larger peak.
+	// 4000 requests in 2 s; 1.5 CPU-s over 4000 requests; the larger
+	// peaks, each on its own.
 	if a.Round != 0 || a.Requests != 4000 || a.OK != 3997 || a.RPS != 2000 || a.CaddyCPU != 0.375 || a.CaddyRSSMiB != 70 ||
+		a.CaddyAnonRSSMiB != 35 || a.CaddyFileRSSMiB != 40 ||
 		math.Abs(a.Latency.P50-400) > 1 || a.Latency.Max != 400 || !reflect.DeepEqual(a.Errors, map[string]uint64{"401": 3}) {
 		t.Errorf("aggregate: %+v", a)
 	}
 }
 
 func TestCompare(t *testing.T) {
-	mk := func(up Upstream, cfg Config, mode string, rps float64, p50, p99 float64, cpu, rss float64) LoadFigures {
+	mk := func(up Upstream, cfg Config, mode string, rps float64, p50, p99 float64, cpu, rss, anon float64) LoadFigures {
 		return LoadFigures{Upstream: up, Config: cfg, Mode: mode, RPS: rps, Rate: 500,
-			Latency: Summary{P50: p50, P90: p50 * 2, P99: p99, Max: p99 * 2}, CaddyCPU: cpu, CaddyRSSMiB: rss}
+			Latency: Summary{P50: p50, P90: p50 * 2, P99: p99, Max: p99 * 2}, CaddyCPU: cpu, CaddyRSSMiB: rss,
+			CaddyAnonRSSMiB: anon, CaddyFileRSSMiB: rss - anon}
 	}
 	load := []LoadFigures{
-		mk(UpstreamFast, ConfigA, ModeMax, 1000, 100, 400, 0.2, 50),
-		mk(UpstreamFast, ConfigA, ModeFixed, 500, 80, 300, 0.25, 50),
-		mk(UpstreamFast, ConfigB, ModeMax, 900, 120, 500, 0.25, 75),
-		mk(UpstreamFast, ConfigB, ModeFixed, 500, 110, 420, 0.3, 75),
-		mk(UpstreamNanoMDM, ConfigA, ModeMax, 300, 1000, 3000, 0.3, 50), // no B: no ratio
+		mk(UpstreamFast, ConfigA, ModeMax, 1000, 100, 400, 0.2, 50, 25),
+		mk(UpstreamFast, ConfigA, ModeFixed, 500, 80, 300, 0.25, 50, 25),
+		mk(UpstreamFast, ConfigB, ModeMax, 900, 120, 500, 0.25, 75, 30), // the file-backed part grows more
+		mk(UpstreamFast, ConfigB, ModeFixed, 500, 110, 420, 0.3, 75, 37.5),
+		mk(UpstreamNanoMDM, ConfigA, ModeMax, 300, 1000, 3000, 0.3, 50, 25), // no B: no ratio
 	}
 	ratios, added := compare(load)
 	want := []Ratio{
-		{Upstream: UpstreamFast, Mode: ModeMax, RPS: 0.9, P50: 1.2, P90: 1.2, P99: 1.25, Max: 1.25, CaddyCPU: 1.25, RSS: 1.5},
-		{Upstream: UpstreamFast, Mode: ModeFixed, RPS: 1, P50: 1.375, P90: 1.375, P99: 1.4, Max: 1.4, CaddyCPU: 1.2, RSS: 1.5},
+		{Upstream: UpstreamFast, Mode: ModeMax, RPS: 0.9, P50: 1.2, P90: 1.2, P99: 1.25, Max: 1.25, CaddyCPU: 1.25, RSS: 1.5, AnonRSS: 1.2},
+		{Upstream: UpstreamFast, Mode: ModeFixed, RPS: 1, P50: 1.375, P90: 1.375, P99: 1.4, Max: 1.4, CaddyCPU: 1.2, RSS: 1.5, AnonRSS: 1.5},
 	}
 	if !reflect.DeepEqual(ratios, want) {
 		t.Errorf("ratios\n got %+v\nwant %+v", ratios, want)
@@ -85,8 +89,8 @@ func sampleReport() *Report {
 			{Upstream: UpstreamFast, Config: ConfigB, Mode: ModeFixed, Rate: 5000, RPS: 5000, Latency: Summary{P50: 150, P99: 480}},
 		},
 		Scale: []ScaleFigures{
-			{Tokens: 10_000, RPS: 9000, CaddyRSSMiB: 80, ReopenSeconds: 0.05},
-			{Tokens: 1_000_000, RPS: 8500, CaddyRSSMiB: 300, ReopenSeconds: 1.5},
+			{Tokens: 10_000, RPS: 9000, CaddyRSSMiB: 80, CaddyAnonRSSMiB: 60, CaddyFileRSSMiB: 19.5, ReopenSeconds: 0.05},
+			{Tokens: 1_000_000, RPS: 8500, CaddyRSSMiB: 300, CaddyAnonRSSMiB: 120.5, CaddyFileRSSMiB: 178.3, ReopenSeconds: 1.5},
 		},
 		Enrollment: &EnrollFigures{Concurrency: 8, Started: 400, Completed: 400, Seconds: 20, PerSecond: 20, CaddyCPUms: 3, IdPCPUms: 9},
 		GoBench:    []GoBench{{Package: "github.com/mdmauth/mdmauth/internal/gateway", Name: HotPathBenchmark, Iterations: 10, NsPerOp: 29843, BytesPerOp: 13921, AllocsPerOp: 301}},
@@ -103,7 +107,7 @@ func TestJSONRoundTrip(t *testing.T) {
 	if err := r.WriteJSON(&buf); err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{`"caddy_cpu_s_per_1k"`, `"p99_us"`, `"added_latency"`, `"go_benchmarks"`, `"targets"`, `"status": "missed"`} {
+	for _, key := range []string{`"caddy_cpu_s_per_1k"`, `"caddy_peak_anon_rss_mib": 120.5`, `"caddy_peak_file_rss_mib": 178.3`, `"p99_us"`, `"added_latency"`, `"go_benchmarks"`, `"targets"`, `"status": "missed"`} {
 		if !strings.Contains(buf.String(), key) {
 			t.Errorf("JSON lacks %s", key)
 		}
@@ -137,6 +141,8 @@ func TestWriteText(t *testing.T) {
 		"B / A", "0.950", // throughput ratio
 		"Latency added by mdm_auth", "30.0", "80.0", // p50 and p99 added
 		"Scale:", "1000000",
+		"Caddy peak RSS MiB  anon MiB  file MiB", "300.0               120.5     178.3",
+		"anon: RssAnon (heap, stacks)", "page cache the kernel shares and reclaims under pressure", "every 250 ms",
 		"Full enrollments through the gateway (8 at a time)",
 		"Go benchmarks", "internal/gateway", "29843", "301",
 		"Targets", "missed", "not measured", "over by 14.8 µs (99.0 %)",

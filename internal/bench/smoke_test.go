@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -41,6 +42,7 @@ func TestHarnessEndToEnd(t *testing.T) {
 		if f.CaddyCPU <= 0 || f.UpstreamCPU <= 0 || f.CaddyRSSMiB < 10 {
 			t.Errorf("%s: caddy %.4f CPU-s/1k, upstream %.4f, peak RSS %.1f MiB", name, f.CaddyCPU, f.UpstreamCPU, f.CaddyRSSMiB)
 		}
+		checkRSSParts(t, name, f.CaddyRSSMiB, f.CaddyAnonRSSMiB, f.CaddyFileRSSMiB)
 		if f.Mode == ModeFixed && (f.Rate <= 0 || f.RPS < 0.5*f.Rate || f.RPS > 1.1*f.Rate) {
 			t.Errorf("%s: %.0f req/s at a fixed rate of %.0f", name, f.RPS, f.Rate)
 		}
@@ -49,7 +51,7 @@ func TestHarnessEndToEnd(t *testing.T) {
 		t.Errorf("%d ratios, %d added latencies; want 4 and 2", len(r.Ratios), len(r.Added))
 	}
 	for _, x := range r.Ratios {
-		if x.RPS <= 0 || x.CaddyCPU <= 0 || x.RSS <= 0 {
+		if x.RPS <= 0 || x.CaddyCPU <= 0 || x.RSS <= 0 || x.AnonRSS <= 0 {
 			t.Errorf("ratio %+v", x)
 		}
 	}
@@ -64,6 +66,7 @@ func TestHarnessEndToEnd(t *testing.T) {
 		if s.RPS <= 0 || len(s.Errors) != 0 || s.StoreMiB <= 0 || s.ReopenSeconds <= 0 || s.CaddyReadySeconds <= 0 || s.CaddyRSSMiB < 10 {
 			t.Errorf("scale %+v", s)
 		}
+		checkRSSParts(t, fmt.Sprintf("scale %d", s.Tokens), s.CaddyRSSMiB, s.CaddyAnonRSSMiB, s.CaddyFileRSSMiB)
 	}
 
 	e := r.Enrollment
@@ -82,8 +85,8 @@ func TestHarnessEndToEnd(t *testing.T) {
 			t.Errorf("profile %s: %v", p, err)
 		}
 	}
-	if len(r.Targets) != 14 {
-		t.Errorf("%d targets, want 14", len(r.Targets))
+	if len(r.Targets) != 15 {
+		t.Errorf("%d targets, want 15", len(r.Targets))
 	}
 	for _, x := range r.Targets {
 		if x.Status != StatusMet && x.Status != StatusMissed && x.Status != StatusNotMeasured {
@@ -92,5 +95,14 @@ func TestHarnessEndToEnd(t *testing.T) {
 	}
 	if r.Machine.CPUs == 0 || r.Seconds <= 0 {
 		t.Errorf("machine %+v, %v s", r.Machine, r.Seconds)
+	}
+}
+
+// checkRSSParts: Caddy has a heap and a mapped executable, and neither
+// part exceeds the peak of the whole (give or take the rounding).
+func checkRSSParts(t *testing.T, name string, peak, anon, file float64) {
+	t.Helper()
+	if anon <= 0 || file <= 0 || anon > peak+0.1 || file > peak+0.1 {
+		t.Errorf("%s: peak RSS %.1f MiB, anon %.1f MiB, file %.1f MiB", name, peak, anon, file)
 	}
 }

@@ -89,6 +89,11 @@ func errorsText[V int | uint64](m map[string]V) string {
 	return strings.Join(parts, " ")
 }
 
+// rssNote explains the resident set columns.
+var rssNote = "peak RSS: VmHWM, the whole resident set; anon: RssAnon (heap, stacks), what Caddy itself holds; " +
+	"file: RssFile (executable, memory-mapped store files), page cache the kernel shares and reclaims under pressure; " +
+	fmt.Sprintf("anon and file are the largest of samples every %d ms and at the end of the run.", memSampleInterval.Milliseconds())
+
 // tables turns the report into its sections.
 func (r *Report) tables() []table {
 	var out []table
@@ -97,7 +102,7 @@ func (r *Report) tables() []table {
 			title: fmt.Sprintf("A: reverse_proxy alone, B: mdm_auth + reverse_proxy (%d devices, %d connections, %.0f s per run, %d rounds; fixed rate = %.0f %% of A's max)",
 				r.Settings.Devices, r.Settings.Connections, r.Settings.DurationSeconds, r.Settings.Rounds, 100*r.Settings.RateFraction),
 			head: []string{"upstream", "config", "mode", "req/s", "p50 µs", "p90 µs", "p99 µs", "max µs", "errors",
-				"Caddy CPU-s/1k", "upstream CPU-s/1k", "load gen CPU-s/1k", "Caddy peak RSS MiB"},
+				"Caddy CPU-s/1k", "upstream CPU-s/1k", "load gen CPU-s/1k", "Caddy peak RSS MiB", "anon MiB", "file MiB"},
 		}
 		for _, f := range r.Load {
 			mode := f.Mode
@@ -105,14 +110,16 @@ func (r *Report) tables() []table {
 				mode = "fixed " + f0(f.Rate) + "/s"
 			}
 			t.add(string(f.Upstream), string(f.Config), mode, f0(f.RPS), f1(f.Latency.P50), f1(f.Latency.P90),
-				f1(f.Latency.P99), f1(f.Latency.Max), errorsText(f.Errors), f4(f.CaddyCPU), f4(f.UpstreamCPU), f4(f.LoadgenCPU), f1(f.CaddyRSSMiB))
+				f1(f.Latency.P99), f1(f.Latency.Max), errorsText(f.Errors), f4(f.CaddyCPU), f4(f.UpstreamCPU), f4(f.LoadgenCPU), f1(f.CaddyRSSMiB),
+				f1(f.CaddyAnonRSSMiB), f1(f.CaddyFileRSSMiB))
 		}
+		t.notes = append(t.notes, rssNote)
 		out = append(out, t)
 	}
 	if len(r.Ratios) > 0 {
-		t := table{title: "B / A", head: []string{"upstream", "mode", "req/s", "p50", "p90", "p99", "max", "Caddy CPU per request", "Caddy peak RSS"}}
+		t := table{title: "B / A", head: []string{"upstream", "mode", "req/s", "p50", "p90", "p99", "max", "Caddy CPU per request", "Caddy peak RSS", "Caddy anon RSS"}}
 		for _, x := range r.Ratios {
-			t.add(string(x.Upstream), x.Mode, f3(x.RPS), f3(x.P50), f3(x.P90), f3(x.P99), f3(x.Max), f3(x.CaddyCPU), f3(x.RSS))
+			t.add(string(x.Upstream), x.Mode, f3(x.RPS), f3(x.P50), f3(x.P90), f3(x.P99), f3(x.Max), f3(x.CaddyCPU), f3(x.RSS), f3(x.AnonRSS))
 		}
 		out = append(out, t)
 	}
@@ -125,12 +132,14 @@ func (r *Report) tables() []table {
 	}
 	if len(r.Scale) > 0 {
 		t := table{title: "Scale: B against the fast upstream at max rate, requests spread over every live token",
-			head: []string{"live tokens", "preload s", "store MiB", "reopen s", "Caddy ready s", "req/s", "p50 µs", "p99 µs", "errors", "Caddy CPU-s/1k", "Caddy peak RSS MiB"}}
+			head: []string{"live tokens", "preload s", "store MiB", "reopen s", "Caddy ready s", "req/s", "p50 µs", "p99 µs", "errors", "Caddy CPU-s/1k", "Caddy peak RSS MiB", "anon MiB", "file MiB"}}
 		for _, s := range r.Scale {
 			t.add(strconv.Itoa(s.Tokens), f1(s.PreloadSeconds), f1(s.StoreMiB), f3(s.ReopenSeconds), f2(s.CaddyReadySeconds),
-				f0(s.RPS), f1(s.Latency.P50), f1(s.Latency.P99), errorsText(s.Errors), f4(s.CaddyCPU), f1(s.CaddyRSSMiB))
+				f0(s.RPS), f1(s.Latency.P50), f1(s.Latency.P99), errorsText(s.Errors), f4(s.CaddyCPU), f1(s.CaddyRSSMiB),
+				f1(s.CaddyAnonRSSMiB), f1(s.CaddyFileRSSMiB))
 		}
-		t.notes = append(t.notes, "preload: time to add that step's tokens; reopen: badger.Open after a clean close; Caddy ready: start until serving, store open included.")
+		t.notes = append(t.notes, "preload: time to add that step's tokens; reopen: badger.Open after a clean close; Caddy ready: start until serving, store open included; peak RSS since Caddy's start.",
+			rssNote)
 		out = append(out, t)
 	}
 	if e := r.Enrollment; e != nil {

@@ -44,6 +44,7 @@ func TestEvaluate(t *testing.T) {
 		"gateway hot path allocations per request":                StatusMissed,      // 301
 		"throughput at 1M live tokens / at 10k":                   StatusMet,         // 8500/9000 = 0.944
 		"Caddy peak RSS at 1M live tokens":                        StatusMissed,      // 300 MiB
+		"Caddy anonymous RSS (heap) at 1M live tokens":            StatusMet,         // 120.5 MiB
 		"Badger reopen at 1M live tokens":                         StatusMet,         // 1.5 s
 		"full enrollments per second through the gateway":         StatusMissed,      // 20/s
 		"enrollment errors":                                       StatusMet,         //
@@ -59,8 +60,12 @@ func TestEvaluate(t *testing.T) {
 			t.Errorf("%s: %s (%s, %s), want %s", name, g.Status, g.Got, g.Gap, status)
 		}
 	}
-	if n := len(sampleReport().Targets); n != 14 {
-		t.Errorf("%d targets, want 14", n)
+	if n := len(sampleReport().Targets); n != 15 {
+		t.Errorf("%d targets, want 15", n)
+	}
+	if rss, anon := got["Caddy peak RSS at 1M live tokens"], got["Caddy anonymous RSS (heap) at 1M live tokens"]; rss.Got != "300.0 MiB" ||
+		anon.Got != "120.5 MiB" || anon.Want != "≤ 256.0 MiB" || anon.Gap != "" {
+		t.Errorf("RSS targets: total %+v, anonymous %+v", rss, anon)
 	}
 	if g := got["full enrollments per second through the gateway"].Gap; !strings.Contains(g, "the IdP used 9.00 ms CPU per enrollment, the gateway 3.00 ms") {
 		t.Errorf("enrollment gap %q does not name the IdP's share", g)
@@ -71,15 +76,19 @@ func TestEvaluate(t *testing.T) {
 }
 
 func TestEvaluateWithoutLargeScale(t *testing.T) {
-	r := &Report{Scale: []ScaleFigures{{Tokens: 10_000, RPS: 900}, {Tokens: 100_000, RPS: 880, CaddyRSSMiB: 90, ReopenSeconds: 0.2}},
+	r := &Report{Scale: []ScaleFigures{{Tokens: 10_000, RPS: 900},
+		{Tokens: 100_000, RPS: 880, CaddyRSSMiB: 90, CaddyAnonRSSMiB: 50, CaddyFileRSSMiB: 39.5, ReopenSeconds: 0.2}},
 		Enrollment: &EnrollFigures{Started: 10, Completed: 8, Errors: map[string]int{"sign-in": 2}, PerSecond: 150, CaddyCPUms: 6}}
 	got := map[string]TargetResult{}
 	for _, x := range Evaluate(r) {
 		got[x.Name] = x
 	}
 	flat := got["throughput at 1M live tokens / at 10k"]
-	if flat.Status != StatusNotMeasured || !strings.Contains(flat.Gap, "no run at 1M tokens (-scale-full); largest measured: 100000 tokens, 880 req/s") {
+	if flat.Status != StatusNotMeasured || !strings.Contains(flat.Gap, "no run at 1M tokens (-scale-full); largest measured: 100000 tokens, 880 req/s, RSS 90.0 MiB (anon 50.0, file 39.5)") {
 		t.Errorf("flat: %+v", flat)
+	}
+	if anon := got["Caddy anonymous RSS (heap) at 1M live tokens"]; anon.Status != StatusNotMeasured || anon.Gap != flat.Gap {
+		t.Errorf("anonymous RSS: %+v", anon)
 	}
 	if e := got["enrollment errors"]; e.Status != StatusMissed || e.Got != "2" || e.Gap != "2 of 10 failed" {
 		t.Errorf("errors: %+v", e)
@@ -93,6 +102,28 @@ func TestEvaluateWithoutLargeScale(t *testing.T) {
 	for _, x := range Evaluate(&Report{}) {
 		if x.Status != StatusNotMeasured || x.Gap == "" {
 			t.Errorf("empty report: %+v", x)
+		}
+	}
+}
+
+// TestEvaluateWithoutAnonRSS: a report from before the split has a
+// total RSS at 1M tokens but no anonymous part, which is not zero.
+func TestEvaluateWithoutAnonRSS(t *testing.T) {
+	r := &Report{Scale: []ScaleFigures{{Tokens: 1_000_000, RPS: 800, CaddyRSSMiB: 693.7, ReopenSeconds: 0.02}}}
+	got := map[string]TargetResult{}
+	for _, x := range Evaluate(r) {
+		got[x.Name] = x
+	}
+	if rss := got["Caddy peak RSS at 1M live tokens"]; rss.Status != StatusMissed || rss.Got != "693.7 MiB" {
+		t.Errorf("total: %+v", rss)
+	}
+	if anon := got["Caddy anonymous RSS (heap) at 1M live tokens"]; anon.Status != StatusNotMeasured || anon.Gap != "anonymous RSS not recorded" {
+		t.Errorf("anonymous: %+v", anon)
+	}
+	r.Scale[0].CaddyAnonRSSMiB = 260
+	for _, x := range Evaluate(r) {
+		if x.Name == "Caddy anonymous RSS (heap) at 1M live tokens" && (x.Status != StatusMissed || x.Gap != "over by 4.0 MiB (1.6 %)") {
+			t.Errorf("anonymous over the target: %+v", x)
 		}
 	}
 }
