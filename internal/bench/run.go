@@ -283,6 +283,11 @@ func (e *env) preloadStore(ctx context.Context, dir string, from, to int, at fun
 	}
 	err = Preload(ctx, s, from, to, at, PreloadOptions{Issuer: e.idp.Issuer, Now: time.Now(), TTL: 90 * 24 * time.Hour,
 		Progress: func(n int) { e.o.logf("  … %d written", from+n) }})
+	if err == nil {
+		// A store that has been serving for a while is compacted; one
+		// just filled is not, and Caddy would start by compacting it.
+		err = s.Compact(ctx)
+	}
 	if cerr := s.Close(); err == nil {
 		err = cerr
 	}

@@ -310,3 +310,18 @@ func (s *Store) update(ctx context.Context, fn func(*badgerdb.Txn) error) error 
 		}
 	}
 }
+
+// Compact merges the database's levels into the last one, as background
+// compaction eventually would. Use it after a bulk load (a restore, a
+// benchmark's fleet) so that the server does not start by compacting,
+// which holds large buffers for a while.
+func (s *Store) Compact(ctx context.Context) error {
+	if err := s.enter(ctx); err != nil {
+		return err
+	}
+	defer s.leave()
+	if err := s.db.Flatten(2); err != nil {
+		return fmt.Errorf("badger: compact: %w", err)
+	}
+	return nil
+}

@@ -3,6 +3,7 @@ package badger
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -61,5 +62,35 @@ func TestCacheDisabled(t *testing.T) {
 	}
 	if s.cache != nil {
 		t.Fatal("cache not disabled")
+	}
+}
+
+func TestCompactKeepsRecords(t *testing.T) {
+	now := time.Now()
+	s, err := Open(Options{Dir: t.TempDir(), GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	var hashes []store.Hash
+	for i := range 500 {
+		h := store.Hash(sha256.Sum256(fmt.Appendf(nil, "t%d", i)))
+		hashes = append(hashes, h)
+		if err := s.CreateToken(ctx, &store.Token{Hash: h, Issuer: "i", Subject: "s", ManagedAppleID: "m", Mode: "byod", IssuedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hashes {
+		if _, err := s.Token(ctx, h); err != nil {
+			t.Fatalf("token %s after Compact: %v", h.ID(), err)
+		}
+	}
+	s.Close()
+	if err := s.Compact(ctx); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Compact after Close = %v, want ErrClosed", err)
 	}
 }
