@@ -73,6 +73,17 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //			secret  {env.MDMAUTH_WEBHOOK_SECRET}
 //			timeout 5s
 //		}
+//		limits {              # or: limits off
+//			discovery        600/m burst 200
+//			discovery_user   30/m burst 10
+//			sign_in          300/m burst 100
+//			sign_in_user     20/m burst 10
+//			callback         300/m burst 100
+//			bearer_failures  off
+//			token_per_family 30/m burst 10
+//			pending_sign_ins 100000
+//			max_keys         50000
+//		}
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -215,6 +226,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "discovery":
 			if err := h.Discovery.unmarshal(d); err != nil {
+				return err
+			}
+		case "limits":
+			if h.Limits != nil {
+				return d.Err("limits given twice")
+			}
+			h.Limits = new(Limits)
+			if err := h.Limits.unmarshal(d); err != nil {
 				return err
 			}
 		default:

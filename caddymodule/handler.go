@@ -88,6 +88,9 @@ type Handler struct {
 	// BindingWebhook, when set, is sent a signed event after every new
 	// binding of an enrollment to a user.
 	BindingWebhook *BindingWebhook `json:"binding_webhook,omitempty"`
+	// Limits are the abuse limits (rate limits answered 429 and a bound on
+	// pending sign-ins). Unset: the defaults; {"off": true}: none.
+	Limits *Limits `json:"limits,omitempty"`
 
 	gw      *gateway.Gateway
 	webhook *webhook.Sender
@@ -525,6 +528,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.gw.SkipAccessLog = func(r *http.Request) { caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true) }
 	appIface.(*App).addSite(h) // for the admin API's profile rendering
 	h.gw.Hooks = gateway.Hooks{Allowed: procMetrics.countAllowed, Bound: h.bound}
+	lim, err := h.Limits.build()
+	if err != nil {
+		return err
+	}
+	if lim != nil {
+		lim.PendingTTL = web.LoginTTL
+		h.gw.SetLimits(*lim)
+	}
 	if h.BindingWebhook != nil {
 		if h.webhook, err = h.BindingWebhook.provision(expand, log); err != nil {
 			return err

@@ -42,12 +42,29 @@ const (
 	// back-channel logout; LogoutRefused: a logout request was refused.
 	LogoutBackchannel = "logout.backchannel"
 	LogoutRefused     = "logout.refused"
+	// RateLimitExceeded: an abuse limit refused a request (429); logged
+	// once per key until the key is allowed again.
+	RateLimitExceeded = "ratelimit.exceeded"
 )
 
 // ClientIP returns the client's address for a request; the Caddy module
 // sets it to Caddy's own notion (which honours trusted_proxies). Default:
 // the connection's remote address.
 type ClientIP func(*http.Request) string
+
+// Addr returns the client's address: ip's answer, else the connection's
+// remote host.
+func Addr(r *http.Request, ip ClientIP) string {
+	if ip != nil {
+		if a := ip(r); a != "" {
+			return a
+		}
+	}
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return h
+	}
+	return r.RemoteAddr
+}
 
 // Fields returns the event field and, with a request, client_ip and
 // user_agent.
@@ -56,16 +73,7 @@ func Fields(event string, r *http.Request, ip ClientIP) []zap.Field {
 	if r == nil {
 		return f
 	}
-	addr := ""
-	if ip != nil {
-		addr = ip(r)
-	}
-	if addr == "" {
-		addr = r.RemoteAddr
-		if h, _, err := net.SplitHostPort(addr); err == nil {
-			addr = h
-		}
-	}
+	addr := Addr(r, ip)
 	ua := r.UserAgent()
 	if len(ua) > 256 {
 		ua = ua[:256]

@@ -116,6 +116,8 @@ type Gateway struct {
 	SkipAccessLog func(*http.Request)
 	// Hooks observe the guard's outcomes (optional).
 	Hooks Hooks
+
+	lim *limiters // abuse limits (SetLimits); nil: none
 }
 
 // Deps are the gateway's collaborators.
@@ -230,7 +232,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next Next) e
 	p := r.URL.Path
 	switch {
 	case p == apple.WellKnownPath:
-		g.disc.ServeHTTP(w, r)
+		if g.admitDiscovery(w, r) {
+			g.disc.ServeHTTP(w, r)
+		}
 		return nil
 	case segmentMatch(p, g.cfg.Prefix):
 		g.own(w, r, strings.TrimPrefix(p, g.cfg.Prefix))
@@ -249,6 +253,10 @@ func (g *Gateway) own(w http.ResponseWriter, r *http.Request, rest string) {
 		if !allow(w, r, http.MethodGet, http.MethodHead) {
 			return
 		}
+		w, ok := g.admitSignIn(w, r, "user-identifier")
+		if !ok {
+			return
+		}
 		g.web.Start(w, r, strings.TrimPrefix(rest, pathSignIn), g.callbackURL(r))
 	case rest == pathESSO && g.cfg.ESSO != nil:
 		if !allow(w, r, http.MethodGet, http.MethodHead) {
@@ -262,6 +270,10 @@ func (g *Gateway) own(w http.ResponseWriter, r *http.Request, rest string) {
 		if !allow(w, r, http.MethodGet) {
 			return
 		}
+		w, ok := g.admitSignIn(w, r, "login_hint")
+		if !ok {
+			return
+		}
 		g.web.Authorize(w, r, g.callbackURL(r))
 	case rest == pathToken && g.cfg.OAuth2 != nil:
 		g.web.TokenEndpoint(w, r)
@@ -271,7 +283,7 @@ func (g *Gateway) own(w http.ResponseWriter, r *http.Request, rest string) {
 		if g.SkipAccessLog != nil {
 			g.SkipAccessLog(r) // its URL holds the code, its answer the token
 		}
-		if !allow(w, r, http.MethodGet) {
+		if !allow(w, r, http.MethodGet) || !g.admitCallback(w, r) {
 			return
 		}
 		g.web.Callback(w, r, g.callbackURL(r))

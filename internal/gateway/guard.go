@@ -52,6 +52,9 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, next Next) error
 			http.Error(w, "request names no enrollment", http.StatusBadRequest)
 			return nil
 		}
+		if g.bearerFailure(w, r, dec.Reason) {
+			return nil
+		}
 		g.log.Info("mdm request challenged", g.audit(audit.MDMChallenged, r, fields())...)
 		g.challenge(w, r, g.reauthFlow(req, dec))
 		return nil

@@ -15,6 +15,7 @@ import (
 	"github.com/mdmauth/mdmauth/internal/apple"
 	"github.com/mdmauth/mdmauth/internal/audit"
 	"github.com/mdmauth/mdmauth/internal/policy"
+	"github.com/mdmauth/mdmauth/internal/ratelimit"
 	"github.com/mdmauth/mdmauth/internal/store"
 	"github.com/mdmauth/mdmauth/internal/token"
 )
@@ -38,6 +39,11 @@ type OAuth2 struct {
 	Keyring    *Keyring
 	// MaxTokenBody bounds token requests (default 16 KiB).
 	MaxTokenBody int64
+	// FamilyLimit, when set, is asked before every refresh_token grant
+	// with the token family the refresh token names (never the client's
+	// address: devices share NATs). A refusal answers 429 with
+	// Retry-After and touches nothing.
+	FamilyLimit func(r *http.Request, familyID string) (retryAfter time.Duration, ok bool)
 }
 
 // oauthRequest is the device's authorization request, kept with the
@@ -235,6 +241,14 @@ func (s *Web) TokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		if p["refresh_token"] == "" {
 			tokenError(w, http.StatusBadRequest, token.ErrCodeInvalidRequest, "refresh_token is required")
 			return
+		}
+		if lim := s.OAuth2.FamilyLimit; lim != nil {
+			fam, _, _ := strings.Cut(p["refresh_token"], ".")
+			if wait, ok := lim(r, fam); !ok {
+				w.Header().Set("Retry-After", ratelimit.Seconds(wait))
+				tokenError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many requests; try again later")
+				return
+			}
 		}
 		err = retry(ctx, func() error {
 			var e error
