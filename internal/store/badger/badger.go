@@ -65,10 +65,10 @@ type Options struct {
 	// minutes, negative disables it.
 	GCInterval time.Duration
 	// CacheEntries bounds the in-process cache of decoded tokens and
-	// enrollments that spares the MDM hot path the decoding; zero means
-	// DefaultCacheEntries, negative disables the cache. Every lookup
-	// still reads the record's current version from the database, so the
-	// cache never serves a stale record.
+	// enrollments that serves Lookup, the MDM hot path; zero means
+	// DefaultCacheEntries, negative disables the cache. Every write of a
+	// record invalidates it once committed (only this process can open
+	// the directory), so the cache never serves a stale record.
 	CacheEntries int
 }
 
@@ -80,6 +80,7 @@ type Store struct {
 	log       *slog.Logger
 	retention time.Duration
 	cache     *recordCache
+	writes    writeLog
 
 	// mu guards closed: operations hold it shared, Close exclusively, so
 	// the database is never closed under a running operation.
@@ -294,7 +295,11 @@ func (s *Store) update(ctx context.Context, fn func(*badgerdb.Txn) error) error 
 	}
 	defer s.leave()
 	for attempt := 1; ; attempt++ {
-		err := s.db.Update(fn)
+		var txn *badgerdb.Txn
+		err := s.db.Update(func(t *badgerdb.Txn) error { txn = t; return fn(t) })
+		// After the commit (or its failure): the next Lookup reads the
+		// records this transaction wrote.
+		s.committed(txn)
 		if !errors.Is(err, badgerdb.ErrConflict) {
 			return err
 		}

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,33 +16,145 @@ import (
 func TestRecordCacheBounded(t *testing.T) {
 	c := newRecordCache(cacheShards * 2)
 	for i := range 10_000 {
-		c.put(fmt.Appendf(nil, "k%d", i), 1, i)
+		k := fmt.Appendf(nil, "k%d", i)
+		_, ep := c.get(k)
+		c.put(k, ep, i)
 	}
 	if n := c.len(); n > cacheShards*2 {
 		t.Fatalf("cache holds %d entries, bound %d", n, cacheShards*2)
 	}
 }
 
-func TestRecordCacheVersions(t *testing.T) {
+func TestRecordCacheEpochs(t *testing.T) {
 	c := newRecordCache(100)
 	key := []byte("k")
-	c.put(key, 5, "five")
-	c.put(key, 4, "four") // older: ignored
-	if v, ok := c.get(key, 5); !ok || v != "five" {
-		t.Fatalf("get(5) = %v, %v; want five", v, ok)
+	_, ep := c.get(key)
+	c.invalidate([]string{"k"}) // a write between the read and the insert
+	c.put(key, ep, "stale")
+	if v, _ := c.get(key); v != nil {
+		t.Fatalf("a record read before a write was cached: %v", v)
 	}
-	if _, ok := c.get(key, 4); ok {
-		t.Fatal("an entry of another version was served")
+	_, ep = c.get(key)
+	c.put(key, ep, "fresh")
+	if v, _ := c.get(key); v != "fresh" {
+		t.Fatalf("get = %v, want fresh", v)
 	}
-	if _, ok := c.get(key, 6); ok {
-		t.Fatal("an entry older than the record was served")
-	}
-	c.put(key, 6, "six")
-	if v, ok := c.get(key, 6); !ok || v != "six" {
-		t.Fatalf("get(6) = %v, %v; want six", v, ok)
+	c.invalidate([]string{"k"})
+	if v, _ := c.get(key); v != nil {
+		t.Fatalf("an invalidated record was served: %v", v)
 	}
 	if newRecordCache(-1) != nil {
 		t.Fatal("a negative size must disable the cache")
+	}
+}
+
+func newTestToken(seed string, now time.Time) *store.Token {
+	return &store.Token{Hash: sha256.Sum256([]byte(seed)), Issuer: "i", Subject: "s", ManagedAppleID: "m", Mode: "byod",
+		IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+}
+
+func bindTestToken(t *testing.T, s *Store, h store.Hash, id string, now time.Time) {
+	t.Helper()
+	_, _, err := s.Bind(context.Background(), h, id, func(tok *store.Token, e *store.Enrollment) (*store.Enrollment, error) {
+		tok.EnrollmentID = id
+		if e == nil {
+			e = &store.Enrollment{ID: id, State: store.StateActive, CreatedAt: now}
+		}
+		e.Issuer, e.Subject, e.TokenHash, e.UpdatedAt = tok.Issuer, tok.Subject, tok.Hash, now
+		return e, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLookupNeverStaleUnderConcurrency: readers hammer Lookup while a
+// writer revokes the token and blocks the enrollment; once each write has
+// returned, every later Lookup sees it, whatever the readers cached.
+func TestLookupNeverStaleUnderConcurrency(t *testing.T) {
+	now := time.Now()
+	s, err := Open(Options{Dir: t.TempDir(), GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for round := range 20 {
+		id := fmt.Sprintf("E%d", round)
+		tok := newTestToken(id, now)
+		if err := s.CreateToken(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		bindTestToken(t, s, tok.Hash, id, now)
+		var stop atomic.Bool
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for !stop.Load() {
+					if _, _, err := s.Lookup(ctx, id, tok.Hash); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Millisecond)
+		if _, err := s.UpdateToken(ctx, tok.Hash, func(t *store.Token) error { t.RevokedAt = now; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := s.Lookup(ctx, id, tok.Hash); err != nil || got.RevokedAt.IsZero() {
+			t.Fatalf("round %d: Lookup right after the revocation = %+v, %v", round, got, err)
+		}
+		if _, err := s.UpdateEnrollment(ctx, id, func(e *store.Enrollment) (*store.Enrollment, error) {
+			e.State = store.StateBlocked
+			return e, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if e, _, err := s.Lookup(ctx, id, tok.Hash); err != nil || e.State != store.StateBlocked {
+			t.Fatalf("round %d: Lookup right after the state change = %+v, %v", round, e, err)
+		}
+		time.Sleep(time.Millisecond)
+		stop.Store(true)
+		wg.Wait()
+		// And after the readers are done, nothing stale was left behind.
+		e, got, err := s.Lookup(ctx, id, tok.Hash)
+		if err != nil || got.RevokedAt.IsZero() || e.State != store.StateBlocked {
+			t.Fatalf("round %d: Lookup after the readers = %+v, %+v, %v", round, e, got, err)
+		}
+	}
+	if s.writes.m != nil && len(s.writes.m) != 0 {
+		t.Fatalf("write log keeps %d transactions", len(s.writes.m))
+	}
+}
+
+// TestLookupServedFromCache: a repeated Lookup is answered from the cache
+// (the same records, copies the caller owns).
+func TestLookupServedFromCache(t *testing.T) {
+	now := time.Now()
+	s, err := Open(Options{Dir: t.TempDir(), GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	tok := newTestToken("t", now)
+	if err := s.CreateToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	bindTestToken(t, s, tok.Hash, "E", now)
+	if _, _, err := s.Lookup(ctx, "E", tok.Hash); err != nil {
+		t.Fatal(err)
+	}
+	e, got, ok := s.lookupCached(enrollmentKey("E"), tokenKey(tok.Hash))
+	if !ok || e.ID != "E" || got.Hash != tok.Hash {
+		t.Fatalf("lookupCached = %+v, %+v, %v; want both records", e, got, ok)
+	}
+	got.RevokedAt = now
+	if _, again, _ := s.Lookup(ctx, "E", tok.Hash); !again.RevokedAt.IsZero() {
+		t.Fatal("a caller's change leaked into the cache")
 	}
 }
 
@@ -53,12 +167,12 @@ func TestCacheDisabled(t *testing.T) {
 	}
 	defer s.Close()
 	ctx := context.Background()
-	h := store.Hash(sha256.Sum256([]byte("t")))
-	if err := s.CreateToken(ctx, &store.Token{Hash: h, Issuer: "i", Subject: "s", ManagedAppleID: "m", Mode: "byod", IssuedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+	tok := newTestToken("t", now)
+	if err := s.CreateToken(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
-	if _, tok, err := s.Lookup(ctx, "E", h); err != nil || tok == nil || tok.Subject != "s" {
-		t.Fatalf("Lookup = %v, %v", tok, err)
+	if _, got, err := s.Lookup(ctx, "E", tok.Hash); err != nil || got == nil || got.Subject != "s" {
+		t.Fatalf("Lookup = %v, %v", got, err)
 	}
 	if s.cache != nil {
 		t.Fatal("cache not disabled")
@@ -75,9 +189,9 @@ func TestCompactKeepsRecords(t *testing.T) {
 	ctx := context.Background()
 	var hashes []store.Hash
 	for i := range 500 {
-		h := store.Hash(sha256.Sum256(fmt.Appendf(nil, "t%d", i)))
-		hashes = append(hashes, h)
-		if err := s.CreateToken(ctx, &store.Token{Hash: h, Issuer: "i", Subject: "s", ManagedAppleID: "m", Mode: "byod", IssuedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		tok := newTestToken(fmt.Sprintf("t%d", i), now)
+		hashes = append(hashes, tok.Hash)
+		if err := s.CreateToken(ctx, tok); err != nil {
 			t.Fatal(err)
 		}
 	}

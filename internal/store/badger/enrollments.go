@@ -15,7 +15,7 @@ func (s *Store) Enrollment(ctx context.Context, id string) (*store.Enrollment, e
 	var e *store.Enrollment
 	err := s.view(ctx, func(txn *badgerdb.Txn) error {
 		var err error
-		e, err = s.cachedEnrollment(txn, id)
+		e, err = getEnrollment(txn, id)
 		if err == nil && e == nil {
 			err = store.ErrNotFound
 		}
@@ -45,7 +45,7 @@ func (s *Store) UpdateEnrollment(ctx context.Context, id string, fn func(*store.
 			out = cur
 			return nil
 		}
-		out, err = putEnrollment(txn, id, cur, next)
+		out, err = s.putEnrollment(txn, id, cur, next)
 		return err
 	})
 	if err != nil {
@@ -84,7 +84,7 @@ func (s *Store) Bind(ctx context.Context, h store.Hash, enrollmentID string, fn 
 		}
 		outT, outE = &t, cur
 		if next != nil {
-			outE, err = putEnrollment(txn, enrollmentID, cur, next)
+			outE, err = s.putEnrollment(txn, enrollmentID, cur, next)
 		}
 		return err
 	})
@@ -119,21 +119,42 @@ func (s *Store) EnrollmentsForUser(ctx context.Context, iss, sub string) ([]*sto
 }
 
 // Lookup reads the enrollment and, unless h is zero, the token in one
-// read-only transaction; either is nil when absent.
+// read-only transaction; either is nil when absent. Records found are kept
+// in the record cache, which the next writes of their keys invalidate.
 func (s *Store) Lookup(ctx context.Context, enrollmentID string, h store.Hash) (*store.Enrollment, *store.Token, error) {
+	eKey := enrollmentKey(enrollmentID)
+	var tKey []byte
+	if h != (store.Hash{}) {
+		tKey = tokenKey(h)
+	}
+	var eEpoch, tEpoch uint64
+	if s.cache != nil {
+		if e, t, ok := s.lookupCached(eKey, tKey); ok {
+			if err := s.enter(ctx); err != nil {
+				return nil, nil, err
+			}
+			s.leave()
+			return e, t, nil
+		}
+		// Taken before the read: see recordCache.
+		_, eEpoch = s.cache.get(eKey)
+		if tKey != nil {
+			_, tEpoch = s.cache.get(tKey)
+		}
+	}
 	var (
 		e *store.Enrollment
 		t *store.Token
 	)
 	err := s.view(ctx, func(txn *badgerdb.Txn) error {
 		var err error
-		if e, err = s.cachedEnrollment(txn, enrollmentID); err != nil {
+		if e, err = getEnrollment(txn, enrollmentID); err != nil {
 			return err
 		}
-		if h == (store.Hash{}) {
+		if tKey == nil {
 			return nil
 		}
-		t, err = s.cachedToken(txn, h)
+		t, err = getToken(txn, h)
 		if errors.Is(err, store.ErrNotFound) {
 			t, err = nil, nil
 		}
@@ -141,6 +162,16 @@ func (s *Store) Lookup(ctx context.Context, enrollmentID string, h store.Hash) (
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	if s.cache != nil {
+		if e != nil {
+			kept := *e
+			s.cache.put(eKey, eEpoch, &kept)
+		}
+		if t != nil {
+			kept := *t
+			s.cache.put(tKey, tEpoch, &kept)
+		}
 	}
 	return e, t, nil
 }
@@ -160,16 +191,18 @@ func getEnrollment(txn *badgerdb.Txn, id string) (*store.Enrollment, error) {
 // putEnrollment stores a copy of e under id and returns it. It keeps the
 // user index in step: old is the record being replaced (nil for a new
 // one), whose entry is deleted when the owner changed or was cleared.
-func putEnrollment(txn *badgerdb.Txn, id string, old, e *store.Enrollment) (*store.Enrollment, error) {
+func (s *Store) putEnrollment(txn *badgerdb.Txn, id string, old, e *store.Enrollment) (*store.Enrollment, error) {
 	rec := *e
 	rec.ID = id
 	v, err := json.Marshal(&rec)
 	if err != nil {
 		return nil, err
 	}
-	if err := txn.Set(enrollmentKey(id), v); err != nil {
+	key := enrollmentKey(id)
+	if err := txn.Set(key, v); err != nil {
 		return nil, err
 	}
+	s.wrote(txn, key)
 	if owned(old) && (old.Issuer != rec.Issuer || old.Subject != rec.Subject) {
 		if err := txn.Delete(userIndexKey(old.Issuer, old.Subject, id)); err != nil {
 			return nil, err

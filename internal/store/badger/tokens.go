@@ -37,7 +37,7 @@ func (s *Store) Token(ctx context.Context, h store.Hash) (*store.Token, error) {
 	var t *store.Token
 	err := s.view(ctx, func(txn *badgerdb.Txn) error {
 		var err error
-		t, err = s.cachedToken(txn, h)
+		t, err = getToken(txn, h)
 		return err
 	})
 	if err != nil {
@@ -90,9 +90,11 @@ func (s *Store) putToken(txn *badgerdb.Txn, old, t *store.Token) error {
 		return err
 	}
 	exp := s.tokenExpiry(t)
-	if err := txn.SetEntry(&badgerdb.Entry{Key: tokenKey(t.Hash), Value: v, ExpiresAt: exp}); err != nil {
+	key := tokenKey(t.Hash)
+	if err := txn.SetEntry(&badgerdb.Entry{Key: key, Value: v, ExpiresAt: exp}); err != nil {
 		return err
 	}
+	s.wrote(txn, key)
 	if old != nil && old.EnrollmentID != "" && old.EnrollmentID != t.EnrollmentID {
 		if err := txn.Delete(indexKey(old.EnrollmentID, t.Hash)); err != nil {
 			return err
