@@ -48,6 +48,18 @@ func TestRecordCacheEpochs(t *testing.T) {
 	}
 }
 
+// openCacheTestStore opens a store in a temporary directory, closed when
+// the test ends.
+func openCacheTestStore(t *testing.T, cacheEntries int) *Store {
+	t.Helper()
+	s, err := Open(Options{Dir: t.TempDir(), CacheEntries: cacheEntries, GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 func newTestToken(seed string, now time.Time) *store.Token {
 	return &store.Token{Hash: sha256.Sum256([]byte(seed)), Issuer: "i", Subject: "s", ManagedAppleID: "m", Mode: "byod",
 		IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
@@ -73,11 +85,7 @@ func bindTestToken(t *testing.T, s *Store, h store.Hash, id string, now time.Tim
 // returned, every later Lookup sees it, whatever the readers cached.
 func TestLookupNeverStaleUnderConcurrency(t *testing.T) {
 	now := time.Now()
-	s, err := Open(Options{Dir: t.TempDir(), GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openCacheTestStore(t, 0)
 	ctx := context.Background()
 	for round := range 20 {
 		id := fmt.Sprintf("E%d", round)
@@ -134,11 +142,7 @@ func TestLookupNeverStaleUnderConcurrency(t *testing.T) {
 // (the same records, copies the caller owns).
 func TestLookupServedFromCache(t *testing.T) {
 	now := time.Now()
-	s, err := Open(Options{Dir: t.TempDir(), GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openCacheTestStore(t, 0)
 	ctx := context.Background()
 	tok := newTestToken("t", now)
 	if err := s.CreateToken(ctx, tok); err != nil {
@@ -161,11 +165,7 @@ func TestLookupServedFromCache(t *testing.T) {
 // TestCacheDisabled runs the hot-path reads without the cache.
 func TestCacheDisabled(t *testing.T) {
 	now := time.Now()
-	s, err := Open(Options{Dir: t.TempDir(), CacheEntries: -1, GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openCacheTestStore(t, -1)
 	ctx := context.Background()
 	tok := newTestToken("t", now)
 	if err := s.CreateToken(ctx, tok); err != nil {
@@ -181,11 +181,7 @@ func TestCacheDisabled(t *testing.T) {
 
 func TestCompactKeepsRecords(t *testing.T) {
 	now := time.Now()
-	s, err := Open(Options{Dir: t.TempDir(), GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openCacheTestStore(t, 0)
 	ctx := context.Background()
 	var hashes []store.Hash
 	for i := range 500 {
