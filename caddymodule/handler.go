@@ -527,7 +527,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.gw.SetClientIP(clientIP)
 	h.gw.SkipAccessLog = func(r *http.Request) { caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true) }
 	appIface.(*App).addSite(h) // for the admin API's profile rendering
-	h.gw.Hooks = gateway.Hooks{Allowed: procMetrics.countAllowed, Bound: h.bound}
+	h.gw.Hooks = gateway.Hooks{Allowed: procMetrics.countAllowed, Bound: h.bound, Limited: procMetrics.countLimited}
 	lim, err := h.Limits.build()
 	if err != nil {
 		return err

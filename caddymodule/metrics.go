@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/mdmauth/mdmauth/internal/audit"
+	"github.com/mdmauth/mdmauth/internal/gateway"
 	"github.com/mdmauth/mdmauth/internal/token"
 	"github.com/mdmauth/mdmauth/internal/webhook"
 )
@@ -72,11 +73,14 @@ type metrics struct {
 	mdmRequests     *prometheus.CounterVec
 	profiles        *prometheus.CounterVec
 	webhook         *prometheus.CounterVec
+	rateLimited     *prometheus.CounterVec
 	storeOps        *prometheus.HistogramVec
 
-	// allowed and storeObs are resolved once, for the request path.
+	// allowed, storeObs and limited are resolved once, for the request
+	// path.
 	allowed  map[token.Reason]prometheus.Counter
 	storeObs map[string]prometheus.Observer
+	limited  map[string]prometheus.Counter
 }
 
 // storeBuckets span a cached read (tens of µs) to a slow synced write.
@@ -106,10 +110,17 @@ func newMetrics() *metrics {
 			"Enrollment profiles served, by mode.", "mode"),
 		webhook: counter("binding_webhook_events_total",
 			"Binding webhook events by outcome (delivered, failed, dropped).", "result"),
+		rateLimited: counter("rate_limited_total",
+			"Requests refused with 429 by an abuse limit, by limit.", "limit"),
 		storeOps: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "store_operation_duration_seconds",
 			Help: "Latency of token store operations, by operation.", Buckets: storeBuckets}, []string{"op"}),
 		allowed:  map[token.Reason]prometheus.Counter{},
 		storeObs: map[string]prometheus.Observer{},
+		limited:  map[string]prometheus.Counter{},
+	}
+	for _, l := range []string{gateway.LimitDiscovery, gateway.LimitDiscoveryUser, gateway.LimitSignIn, gateway.LimitSignInUser,
+		gateway.LimitCallback, gateway.LimitBearerFailures, gateway.LimitTokenPerFamily, gateway.LimitPendingSignIns} {
+		m.limited[l] = m.rateLimited.WithLabelValues(l)
 	}
 	for _, r := range []token.Reason{token.ReasonOK, token.ReasonCheckOut, token.ReasonMacDevice, token.ReasonOffboarding} {
 		m.allowed[r] = m.mdmRequests.WithLabelValues("allowed", string(r))
@@ -128,7 +139,7 @@ func newMetrics() *metrics {
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.discovery, m.challenges, m.signIns, m.tokensIssued, m.tokensRefreshed,
-		m.tokensRevoked, m.mdmRequests, m.profiles, m.webhook, m.storeOps}
+		m.tokensRevoked, m.mdmRequests, m.profiles, m.webhook, m.rateLimited, m.storeOps}
 }
 
 // register adds the collectors to reg; registering them twice in the same
@@ -154,6 +165,15 @@ func (m *metrics) countAllowed(r token.Reason) {
 		return
 	}
 	m.mdmRequests.WithLabelValues("allowed", labelOther).Inc()
+}
+
+// countLimited is the gateway's Limited hook.
+func (m *metrics) countLimited(limit string) {
+	if c, ok := m.limited[limit]; ok {
+		c.Inc()
+		return
+	}
+	m.rateLimited.WithLabelValues(labelOther).Inc()
 }
 
 // countWebhook is the binding webhook's Observe function.

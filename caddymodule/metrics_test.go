@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mdmauth/mdmauth/internal/audit"
+	"github.com/mdmauth/mdmauth/internal/gateway"
 	"github.com/mdmauth/mdmauth/internal/store"
 	"github.com/mdmauth/mdmauth/internal/token"
 )
@@ -248,6 +249,23 @@ func TestAllowedHook(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { m.countAllowed(token.ReasonOK) }); n != 0 {
 		t.Errorf("countAllowed allocates %v times", n)
+	}
+}
+
+func TestLimitedHook(t *testing.T) {
+	m, reg := newTestMetrics(t)
+	m.countLimited(gateway.LimitSignIn)
+	m.countLimited(gateway.LimitSignIn)
+	m.countLimited("made-up")
+	g := gather(t, reg)
+	if got := g.value("mdm_auth_rate_limited_total", "limit=sign_in"); got != 2 {
+		t.Errorf("rate_limited_total{limit=sign_in} = %v, want 2", got)
+	}
+	if got := g.value("mdm_auth_rate_limited_total", "limit="+labelOther); got != 1 {
+		t.Errorf("an unknown limit counted %v times under other, want 1", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { m.countLimited(gateway.LimitCallback) }); n != 0 {
+		t.Errorf("countLimited allocates %v times", n)
 	}
 }
 

@@ -24,6 +24,10 @@ type Hooks struct {
 	// not yet bound to its enrollment and the binding was committed: the
 	// enrollment's first binding, or a new token after a new sign-in.
 	Bound func(Binding)
+	// Limited is called for every request an abuse limit refuses (429),
+	// with the limit's name (one of the Limit* constants). The audit log
+	// has one entry per limited client, this hook every refusal.
+	Limited func(limit string)
 }
 
 // Binding describes a committed binding: who owns the enrollment now. It

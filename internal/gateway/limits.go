@@ -121,12 +121,22 @@ func (g *Gateway) SetLimits(l Limits) {
 		if lim.family != nil {
 			g.web.OAuth2.FamilyLimit = func(r *http.Request, fam string) (time.Duration, bool) {
 				res := lim.family.Allow(fam)
-				if !res.OK && res.First {
-					g.logLimited(r, LimitTokenPerFamily, res.RetryAfter, zap.String("family_id", fam))
+				if !res.OK {
+					if res.First {
+						g.logLimited(r, LimitTokenPerFamily, res.RetryAfter, zap.String("family_id", fam))
+					}
+					g.limited(LimitTokenPerFamily)
 				}
 				return res.RetryAfter, res.OK
 			}
 		}
+	}
+}
+
+// limited reports a refusal of the named limit to Hooks.Limited.
+func (g *Gateway) limited(name string) {
+	if g.Hooks.Limited != nil {
+		g.Hooks.Limited(name)
 	}
 }
 
@@ -162,6 +172,7 @@ func (g *Gateway) check(w http.ResponseWriter, r *http.Request, l *ratelimit.Lim
 	if res.First {
 		g.logLimited(r, name, res.RetryAfter, fields...)
 	}
+	g.limited(name)
 	tooMany(w, res.RetryAfter)
 	return false
 }
@@ -221,6 +232,7 @@ func (g *Gateway) admitSignIn(w http.ResponseWriter, r *http.Request, param stri
 			g.lim.pendingLogged.Store(now)
 			g.logLimited(r, LimitPendingSignIns, wait, zap.Int64("pending", p.Count()))
 		}
+		g.limited(LimitPendingSignIns)
 		tooMany(w, wait)
 		return w, false
 	}

@@ -75,10 +75,19 @@ func discoveryOf(ui string) *http.Request {
 func TestDiscoveryLimits(t *testing.T) {
 	e := newEnv(t)
 	withIPs(e)
+	limited := map[string]int{}
+	e.gw.Hooks.Limited = func(l string) { limited[l]++ }
 	e.gw.SetLimits(gateway.Limits{
 		Discovery:     ratelimit.Rate{Events: 60, Per: time.Minute, Burst: 5},
 		DiscoveryUser: ratelimit.Rate{Events: 6, Per: time.Minute, Burst: 3},
 	})
+	// The Limited hook sees every refusal, the audit log the first of
+	// each client.
+	defer func() {
+		if limited[gateway.LimitDiscoveryUser] != 1 || limited[gateway.LimitDiscovery] != 3 {
+			t.Errorf("Limited hook calls = %v, want discovery_user 1, discovery 3", limited)
+		}
+	}()
 	// Per user identifier, across addresses and letter case.
 	for i, ui := range []string{"alice@example.com", "Alice@Example.com", "ALICE@example.com"} {
 		if w := e.mustServe(fromIP(discoveryOf(ui), fmt.Sprint("192.0.2.", i)), failNext(t)); w.Code != http.StatusOK {
