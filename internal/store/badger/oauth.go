@@ -22,16 +22,7 @@ var errNoFamilyID = errors.New("badger: family id is empty")
 // present, whether the code there was used or has expired.
 func (s *Store) CreateCode(ctx context.Context, c *store.Code) error {
 	rec := *c
-	return s.update(ctx, func(txn *badgerdb.Txn) error {
-		_, err := txn.Get(codeKey(rec.Hash))
-		switch {
-		case err == nil:
-			return store.ErrExists
-		case !errors.Is(err, badgerdb.ErrKeyNotFound):
-			return err
-		}
-		return s.putCode(txn, &rec)
-	})
+	return s.create(ctx, codeKey(rec.Hash), func(txn *badgerdb.Txn) error { return s.putCode(txn, &rec) })
 }
 
 // UpdateCode applies fn to the code atomically. fn may run more than once
@@ -67,16 +58,7 @@ func (s *Store) CreateFamily(ctx context.Context, f *store.Family) error {
 		return errNoFamilyID
 	}
 	rec := *f
-	return s.update(ctx, func(txn *badgerdb.Txn) error {
-		_, err := txn.Get(familyKey(rec.ID))
-		switch {
-		case err == nil:
-			return store.ErrExists
-		case !errors.Is(err, badgerdb.ErrKeyNotFound):
-			return err
-		}
-		return s.putFamily(txn, nil, &rec)
-	})
+	return s.create(ctx, familyKey(rec.ID), func(txn *badgerdb.Txn) error { return s.putFamily(txn, nil, &rec) })
 }
 
 // Family returns the family with that id, revoked or not, expired or not,

@@ -19,15 +19,21 @@ const minKeep = time.Minute
 // CreateToken stores a new token. ErrExists if the hash is present.
 func (s *Store) CreateToken(ctx context.Context, t *store.Token) error {
 	rec := *t
+	return s.create(ctx, tokenKey(rec.Hash), func(txn *badgerdb.Txn) error { return s.putToken(txn, nil, &rec) })
+}
+
+// create runs put in a read-write transaction unless key already exists
+// (store.ErrExists).
+func (s *Store) create(ctx context.Context, key []byte, put func(*badgerdb.Txn) error) error {
 	return s.update(ctx, func(txn *badgerdb.Txn) error {
-		_, err := txn.Get(tokenKey(rec.Hash))
+		_, err := txn.Get(key)
 		switch {
 		case err == nil:
 			return store.ErrExists
 		case !errors.Is(err, badgerdb.ErrKeyNotFound):
 			return err
 		}
-		return s.putToken(txn, nil, &rec)
+		return put(txn)
 	})
 }
 

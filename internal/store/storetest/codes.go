@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -100,44 +99,6 @@ func redeem(now time.Time, family string) func(*store.Code) error {
 		c.UsedAt = now
 		c.FamilyID = family
 		return nil
-	}
-}
-
-// assertCode reports every field in which got differs from want. Times are
-// compared as instants.
-func assertCode(t *testing.T, got, want *store.Code) {
-	t.Helper()
-	if got == nil {
-		t.Fatal("code is nil")
-	}
-	var diffs []string
-	check := func(name string, ok bool) {
-		if !ok {
-			diffs = append(diffs, name)
-		}
-	}
-	check("Hash", got.Hash == want.Hash)
-	check("ClientID", got.ClientID == want.ClientID)
-	check("RedirectURI", got.RedirectURI == want.RedirectURI)
-	check("CodeChallenge", got.CodeChallenge == want.CodeChallenge)
-	check("Issuer", got.Issuer == want.Issuer)
-	check("Subject", got.Subject == want.Subject)
-	check("SessionID", got.SessionID == want.SessionID)
-	check("UserIdentifier", got.UserIdentifier == want.UserIdentifier)
-	check("ManagedAppleID", got.ManagedAppleID == want.ManagedAppleID)
-	check("Mode", got.Mode == want.Mode)
-	check("ModelFamily", got.ModelFamily == want.ModelFamily)
-	check("EnrollmentID", got.EnrollmentID == want.EnrollmentID)
-	check("Profile", got.Profile == want.Profile)
-	check("RequiredAppID", got.RequiredAppID == want.RequiredAppID)
-	check("SignedInAt", got.SignedInAt.Equal(want.SignedInAt))
-	check("IdPRefresh", bytes.Equal(got.IdPRefresh, want.IdPRefresh))
-	check("IdPKeyID", got.IdPKeyID == want.IdPKeyID)
-	check("ExpiresAt", got.ExpiresAt.Equal(want.ExpiresAt))
-	check("UsedAt", got.UsedAt.Equal(want.UsedAt))
-	check("FamilyID", got.FamilyID == want.FamilyID)
-	if len(diffs) > 0 {
-		t.Errorf("code differs in %s:\n got %+v\nwant %+v", strings.Join(diffs, ", "), *got, *want)
 	}
 }
 

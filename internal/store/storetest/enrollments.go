@@ -40,34 +40,6 @@ func mustEnrollment(t *testing.T, s store.Store, id string) *store.Enrollment {
 	return got
 }
 
-// assertEnrollment reports every field in which got differs from want.
-func assertEnrollment(t *testing.T, got, want *store.Enrollment) {
-	t.Helper()
-	if got == nil {
-		t.Fatal("enrollment is nil")
-	}
-	var diffs []string
-	check := func(name string, ok bool) {
-		if !ok {
-			diffs = append(diffs, name)
-		}
-	}
-	check("ID", got.ID == want.ID)
-	check("Issuer", got.Issuer == want.Issuer)
-	check("Subject", got.Subject == want.Subject)
-	check("ManagedAppleID", got.ManagedAppleID == want.ManagedAppleID)
-	check("Mode", got.Mode == want.Mode)
-	check("Platform", got.Platform == want.Platform)
-	check("State", got.State == want.State)
-	check("Deadline", got.Deadline.Equal(want.Deadline))
-	check("TokenHash", got.TokenHash == want.TokenHash)
-	check("CreatedAt", got.CreatedAt.Equal(want.CreatedAt))
-	check("UpdatedAt", got.UpdatedAt.Equal(want.UpdatedAt))
-	if len(diffs) > 0 {
-		t.Errorf("enrollment differs in %s:\n got %+v\nwant %+v", strings.Join(diffs, ", "), *got, *want)
-	}
-}
-
 // assertEnrollmentAbsent fails unless Enrollment reports ErrNotFound.
 func assertEnrollmentAbsent(t *testing.T, s store.Store, id string) {
 	t.Helper()

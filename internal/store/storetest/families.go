@@ -1,12 +1,10 @@
 package storetest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -112,50 +110,6 @@ func assertFamilyAbsent(t *testing.T, s store.Store, id string) {
 	t.Helper()
 	if f, err := s.Family(context.Background(), id); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Family(%q): got %+v, %v; want ErrNotFound", id, f, err)
-	}
-}
-
-// assertFamily reports every field in which got differs from want. Times
-// are compared as instants.
-func assertFamily(t *testing.T, got, want *store.Family) {
-	t.Helper()
-	if got == nil {
-		t.Fatal("family is nil")
-	}
-	var diffs []string
-	check := func(name string, ok bool) {
-		if !ok {
-			diffs = append(diffs, name)
-		}
-	}
-	check("ID", got.ID == want.ID)
-	check("Issuer", got.Issuer == want.Issuer)
-	check("Subject", got.Subject == want.Subject)
-	check("SessionID", got.SessionID == want.SessionID)
-	check("UserIdentifier", got.UserIdentifier == want.UserIdentifier)
-	check("ManagedAppleID", got.ManagedAppleID == want.ManagedAppleID)
-	check("Mode", got.Mode == want.Mode)
-	check("ModelFamily", got.ModelFamily == want.ModelFamily)
-	check("ClientID", got.ClientID == want.ClientID)
-	check("Profile", got.Profile == want.Profile)
-	check("RequiredAppID", got.RequiredAppID == want.RequiredAppID)
-	check("EnrollmentID", got.EnrollmentID == want.EnrollmentID)
-	check("SignedInAt", got.SignedInAt.Equal(want.SignedInAt))
-	check("RefreshHash", got.RefreshHash == want.RefreshHash)
-	check("PreviousHash", got.PreviousHash == want.PreviousHash)
-	check("RotatedAt", got.RotatedAt.Equal(want.RotatedAt))
-	check("Generation", got.Generation == want.Generation)
-	check("ExpiresAt", got.ExpiresAt.Equal(want.ExpiresAt))
-	check("RevokedAt", got.RevokedAt.Equal(want.RevokedAt))
-	check("RevokeReason", got.RevokeReason == want.RevokeReason)
-	check("IdPRefresh", bytes.Equal(got.IdPRefresh, want.IdPRefresh))
-	check("IdPKeyID", got.IdPKeyID == want.IdPKeyID)
-	check("RevalidatedAt", got.RevalidatedAt.Equal(want.RevalidatedAt))
-	check("RevalidatingUntil", got.RevalidatingUntil.Equal(want.RevalidatingUntil))
-	check("CreatedAt", got.CreatedAt.Equal(want.CreatedAt))
-	check("UpdatedAt", got.UpdatedAt.Equal(want.UpdatedAt))
-	if len(diffs) > 0 {
-		t.Errorf("family differs in %s:\n got %+v\nwant %+v", strings.Join(diffs, ", "), *got, *want)
 	}
 }
 

@@ -58,39 +58,6 @@ func mustToken(t *testing.T, s store.Store, h store.Hash) *store.Token {
 	return got
 }
 
-// assertToken reports every field in which got differs from want. Times are
-// compared as instants.
-func assertToken(t *testing.T, got, want *store.Token) {
-	t.Helper()
-	if got == nil {
-		t.Fatal("token is nil")
-	}
-	var diffs []string
-	check := func(name string, ok bool) {
-		if !ok {
-			diffs = append(diffs, name)
-		}
-	}
-	check("Hash", got.Hash == want.Hash)
-	check("Issuer", got.Issuer == want.Issuer)
-	check("Subject", got.Subject == want.Subject)
-	check("SessionID", got.SessionID == want.SessionID)
-	check("UserIdentifier", got.UserIdentifier == want.UserIdentifier)
-	check("ManagedAppleID", got.ManagedAppleID == want.ManagedAppleID)
-	check("Mode", got.Mode == want.Mode)
-	check("ModelFamily", got.ModelFamily == want.ModelFamily)
-	check("IssuedAt", got.IssuedAt.Equal(want.IssuedAt))
-	check("ExpiresAt", got.ExpiresAt.Equal(want.ExpiresAt))
-	check("RevokedAt", got.RevokedAt.Equal(want.RevokedAt))
-	check("EnrollmentID", got.EnrollmentID == want.EnrollmentID)
-	check("FamilyID", got.FamilyID == want.FamilyID)
-	check("Profile", got.Profile == want.Profile)
-	check("RequiredAppID", got.RequiredAppID == want.RequiredAppID)
-	if len(diffs) > 0 {
-		t.Errorf("token differs in %s:\n got %+v\nwant %+v", strings.Join(diffs, ", "), *got, *want)
-	}
-}
-
 func testTokens(t *testing.T, f Factory) {
 	ctx := context.Background()
 
