@@ -252,18 +252,32 @@ func TestGuardChallenge(t *testing.T) {
 			want: signin.Flow{Kind: signin.KindReauth, Mode: "adde", ModelFamily: "iPhone"},
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t)
-			bearer := ""
-			if tt.setup != nil {
-				bearer = tt.setup(e)
-			}
-			w := e.mustServe(mdmRequest(fixture(t, tt.body), bearer), failNext(t))
-			if got := e.challengeFlow(w, origin); got != tt.want {
-				t.Errorf("flow %+v, want %+v", got, tt.want)
-			}
-		})
+	// Each case with each sign-in method: the challenge differs, the flow
+	// it starts does not.
+	methods := []struct {
+		name string
+		opts []func(*gateway.Config)
+		flow func(e *env, w *httptest.ResponseRecorder) signin.Flow
+	}{
+		{"apple-as-web", nil, func(e *env, w *httptest.ResponseRecorder) signin.Flow { return e.challengeFlow(w, origin) }},
+		{"apple-oauth2", []func(*gateway.Config){withOAuth2}, func(e *env, w *httptest.ResponseRecorder) signin.Flow {
+			return e.oauth2Flow(w, origin+"/mdmauth")
+		}},
+	}
+	for _, m := range methods {
+		for _, tt := range tests {
+			t.Run(m.name+"/"+tt.name, func(t *testing.T) {
+				e := newEnv(t, m.opts...)
+				bearer := ""
+				if tt.setup != nil {
+					bearer = tt.setup(e)
+				}
+				w := e.mustServe(mdmRequest(fixture(t, tt.body), bearer), failNext(t))
+				if got := m.flow(e, w); got != tt.want {
+					t.Errorf("flow %+v, want %+v", got, tt.want)
+				}
+			})
+		}
 	}
 }
 

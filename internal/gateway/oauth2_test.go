@@ -164,51 +164,6 @@ func TestOAuth2EnrollChallenge(t *testing.T) {
 	}
 }
 
-func TestOAuth2GuardChallenge(t *testing.T) {
-	tests := []struct {
-		name  string
-		setup func(e *env) (bearer string)
-		body  string
-		want  signin.Flow
-	}{
-		{
-			name: "no bearer",
-			body: "checkin/ue-authenticate.plist",
-			want: signin.Flow{Kind: signin.KindReauth, Mode: "byod", EnrollmentID: ueID},
-		},
-		{
-			name:  "unknown token",
-			setup: func(e *env) string { return strings.Repeat("A", 43) },
-			body:  "checkin/ue-tokenupdate.plist",
-			want:  signin.Flow{Kind: signin.KindReauth, Mode: "byod", EnrollmentID: ueID},
-		},
-		{
-			name: "expired access token of the enrollment",
-			setup: func(e *env) string {
-				raw, _ := e.issue(grant("adde"))
-				e.bind(raw, fixture(e.tb, "checkin/adde-iphone-tokenupdate.plist"))
-				e.clock.Advance(tokenTTL)
-				return raw
-			},
-			body: "checkin/adde-iphone-tokenupdate.plist",
-			want: signin.Flow{Kind: signin.KindReauth, Mode: "adde", ModelFamily: "iPhone", EnrollmentID: addeIPhoneUDID},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, withOAuth2)
-			bearer := ""
-			if tt.setup != nil {
-				bearer = tt.setup(e)
-			}
-			w := e.mustServe(mdmRequest(fixture(t, tt.body), bearer), failNext(t))
-			if got := e.oauth2Flow(w, origin+"/mdmauth"); got != tt.want {
-				t.Errorf("flow %+v, want %+v", got, tt.want)
-			}
-		})
-	}
-}
-
 // TestOAuth2ChallengePublicURLAndPrefix checks that the challenge's URLs
 // use the public URL (https although the request reached the gateway over
 // plain HTTP) and the configured prefix.
