@@ -45,6 +45,21 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
+// enrollmentOf reads an enrollment from the lab's store (Caddy is stopped
+// meanwhile: Badger locks its directory).
+func enrollmentOf(t *testing.T, l *lab.Lab, id string) *store.Enrollment {
+	t.Helper()
+	var e *store.Enrollment
+	if err := l.WithStore(func(_ *token.Manager, s store.Store) error {
+		var err error
+		e, err = s.Enrollment(context.Background(), id)
+		return err
+	}); err != nil {
+		t.Fatalf("enrollment %s: %v", id, err)
+	}
+	return e
+}
+
 func newDevice(t *testing.T, l *lab.Lab, family, product, identifier, username string) *device.Device {
 	t.Helper()
 	d, err := l.NewDevice(family, product, identifier, username, func(step, msg string) { t.Logf("[%s] %s: %s", identifier, step, msg) })

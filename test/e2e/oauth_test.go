@@ -213,17 +213,8 @@ func TestOAuth2IdPRevalidationCutsOffADisabledUser(t *testing.T) {
 	if d.Prompts() != 1 {
 		t.Fatalf("prompts %d", d.Prompts())
 	}
-	if err := l.WithStore(func(_ *token.Manager, s store.Store) error {
-		e, err := s.Enrollment(c, d.EnrollmentKey())
-		if err != nil {
-			return err
-		}
-		if e.State != store.StateReauth {
-			t.Errorf("enrollment state %s, want reauth", e.State)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	if e := enrollmentOf(t, l, d.EnrollmentKey()); e.State != store.StateReauth {
+		t.Errorf("enrollment state %s, want reauth", e.State)
 	}
 	if !strings.Contains(l.Caddy.Logs(), "identity provider refused the user") {
 		t.Error("no audit entry for the provider's refusal")

@@ -70,17 +70,8 @@ func TestADDEMacDeviceAndUserChannel(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), `Bearer method="apple-as-web", url="`) {
 		t.Fatalf("user channel without bearer: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
-	if err := l.WithStore(func(_ *token.Manager, s store.Store) error {
-		e, err := s.Enrollment(c, ids.UDID)
-		if err != nil {
-			return err
-		}
-		if e.Platform != store.PlatformMac || e.Subject != "u-alice" || e.Mode != "adde" || e.State != store.StateActive {
-			t.Errorf("enrollment: %+v", e)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	if e := enrollmentOf(t, l, ids.UDID); e.Platform != store.PlatformMac || e.Subject != "u-alice" || e.Mode != "adde" || e.State != store.StateActive {
+		t.Errorf("enrollment: %+v", e)
 	}
 }
 
@@ -221,17 +212,8 @@ func TestOffboardingDeliversRemoveProfile(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("after CheckOut: %d", resp.StatusCode)
 	}
-	if err := l.WithStore(func(_ *token.Manager, s store.Store) error {
-		e, err := s.Enrollment(c, d.EnrollmentKey())
-		if err != nil {
-			return err
-		}
-		if e.State != store.StateRemoved {
-			t.Errorf("state %s, want removed", e.State)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	if e := enrollmentOf(t, l, d.EnrollmentKey()); e.State != store.StateRemoved {
+		t.Errorf("state %s, want removed", e.State)
 	}
 }
 
