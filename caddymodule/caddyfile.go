@@ -65,6 +65,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		}
 //		access_token_ttl   90d
 //		protect            /mdm/ad
+//		refuse_account_driven /mdm
 //		reauth_max_age     5m
 //		require_identifier_match
 //		max_enroll_body    64KiB
@@ -149,6 +150,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.Protect = append(h.Protect, args...)
+		case "refuse_account_driven":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.RefuseAccountDriven = append(h.RefuseAccountDriven, args...)
 		case "require_identifier_match":
 			if d.NextArg() {
 				return d.ArgErr()

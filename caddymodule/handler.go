@@ -58,6 +58,15 @@ type Handler struct {
 	// bearer token. Never list paths that profile-based or ADE devices
 	// use: a 401 makes those unenroll.
 	Protect []string `json:"protect,omitempty"`
+	// RefuseAccountDriven lists the path prefixes of the MDM endpoints the
+	// other enrollments (profile-based, ADE) use, such as NanoMDM's /mdm.
+	// A request there that names an enrollment this gateway knows as
+	// account-driven (in any state but removed) is refused with 403, never
+	// 401: its device identity would otherwise reach the MDM without a
+	// bearer, around revocation, reauth and block. Costs one body scan and
+	// one store read per request on those paths. Leaving it out while
+	// Protect is set logs a warning at provisioning.
+	RefuseAccountDriven []string `json:"refuse_account_driven,omitempty"`
 	// ReauthMaxAge, when set, asks the provider for max_age=<this> on
 	// re-authentication instead of prompt=login.
 	ReauthMaxAge caddy.Duration `json:"reauth_max_age,omitempty"`
@@ -358,12 +367,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	expand := func(s string) string { return repl.ReplaceKnown(s, "") }
 
 	cfg := gateway.Config{
-		Prefix:        h.Prefix,
-		Domains:       append([]string(nil), h.Discovery.Domains...),
-		Protect:       append([]string(nil), h.Protect...),
-		MaxEnrollBody: h.MaxEnrollBody,
-		MaxMDMBody:    h.MaxMDMBody,
-		FamilyModes:   map[string]apple.Mode{},
+		Prefix:              h.Prefix,
+		Domains:             append([]string(nil), h.Discovery.Domains...),
+		Protect:             append([]string(nil), h.Protect...),
+		RefuseAccountDriven: append([]string(nil), h.RefuseAccountDriven...),
+		MaxEnrollBody:       h.MaxEnrollBody,
+		MaxMDMBody:          h.MaxMDMBody,
+		FamilyModes:         map[string]apple.Mode{},
 	}
 	if pu := expand(h.PublicURL); pu != "" {
 		u, err := url.Parse(pu)
@@ -523,6 +533,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	web.Policy = h.gw.Policy()
+	if len(h.Protect) > 0 && len(h.RefuseAccountDriven) == 0 {
+		ctx.Logger().Warn("refuse_account_driven is not set: an account-driven device identity can reach the MDM's other paths without a bearer, around revocation, reauth and block; name them (e.g. refuse_account_driven /mdm)")
+	}
 	h.gw.OriginalPath = originalPath
 	h.gw.SetClientIP(clientIP)
 	h.gw.SkipAccessLog = func(r *http.Request) { caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true) }

@@ -48,7 +48,7 @@ const (
 // mdm_auth_mdm_requests_total and mdm_auth_challenges_total besides
 // "enrollment".
 var mdmReasons = func() map[string]bool {
-	m := map[string]bool{"malformed_body": true}
+	m := map[string]bool{"malformed_body": true, "account_driven_on_unprotected_path": true}
 	for _, r := range []token.Reason{token.ReasonOK, token.ReasonNoBearer, token.ReasonMalformed, token.ReasonUnknown,
 		token.ReasonExpired, token.ReasonRevoked, token.ReasonWrongEnrollment, token.ReasonWrongUser, token.ReasonReauth,
 		token.ReasonBlocked, token.ReasonRemoved, token.ReasonOffboarding, token.ReasonMacDevice, token.ReasonCheckOut,
@@ -105,7 +105,7 @@ func newMetrics() *metrics {
 		tokensRevoked: counter("tokens_revoked_total",
 			"Revocations (of a token, a token family or a user's grants) by reason.", "reason"),
 		mdmRequests: counter("mdm_requests_total",
-			"Protected MDM requests by result (allowed, denied with a challenge, rejected as malformed) and reason.", "result", "reason"),
+			"Protected MDM requests by result (allowed, denied with a challenge, rejected as malformed) and reason; refused: an account-driven enrollment on an MDM path of the other enrollments.", "result", "reason"),
 		profiles: counter("profiles_served_total",
 			"Enrollment profiles served, by mode.", "mode"),
 		webhook: counter("binding_webhook_events_total",
@@ -287,6 +287,8 @@ func (m *metrics) count(method string, a *auditFields) {
 		m.mdmRequests.WithLabelValues("denied", r).Inc()
 	case audit.MDMRejected:
 		m.mdmRequests.WithLabelValues("rejected", mdmReason(a.reason)).Inc()
+	case audit.MDMRefused:
+		m.mdmRequests.WithLabelValues("refused", mdmReason(a.reason)).Inc()
 	case audit.SignInFailed:
 		result := "refused"
 		if a.status >= 500 {

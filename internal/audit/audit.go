@@ -35,6 +35,9 @@ const (
 	MDMRejected          = "mdm.rejected"
 	MDMChallenged        = "mdm.challenged"
 	MDMNotAccepted       = "mdm.not_accepted_upstream"
+	// MDMRefused: a request on an MDM path of the other enrollments named
+	// an account-driven enrollment (403).
+	MDMRefused           = "mdm.refused"
 	TokenBound           = "token.bound"
 	EnrollmentCheckedOut = "enrollment.checked_out"
 	MacRecorded          = "enrollment.mac_recorded"

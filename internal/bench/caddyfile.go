@@ -81,6 +81,7 @@ https://127.0.0.1:{{.HTTPS}} {
 		enrollment_profile {{.Template}}
 		access_token_ttl {{.TTL}}
 		protect /mdm/ad
+		refuse_account_driven /mdm
 		# Every emulated device and browser comes from 127.0.0.1: the
 		# per-address limits would throttle the enrollment phase.
 		limits off

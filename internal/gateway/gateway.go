@@ -59,6 +59,14 @@ type Config struct {
 	// Protect lists the path prefixes (matched by segment) of the
 	// account-driven enrollments' ServerURL/CheckInURL.
 	Protect []string
+	// RefuseAccountDriven lists the MDM path prefixes (matched by segment)
+	// that profile-based and ADE enrollments use. A request there that
+	// names an enrollment the store knows as account-driven (in any state
+	// but removed) is refused with 403, never 401: its device identity
+	// could otherwise reach the MDM around the bearer check, and so around
+	// revocation, reauth and block. Protected paths below them stay
+	// protected.
+	RefuseAccountDriven []string
 	// DiscoveryNotFound answers unknown users and domains 404 instead of
 	// 403, so that iOS 18.2+ falls back to Apple Business Manager.
 	DiscoveryNotFound bool
@@ -181,6 +189,22 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 		}
 		cfg.Protect[i] = p
 	}
+	cfg.RefuseAccountDriven = append([]string(nil), cfg.RefuseAccountDriven...)
+	for i, p := range cfg.RefuseAccountDriven {
+		p = strings.ToLower(strings.TrimSuffix(p, "/"))
+		if !strings.HasPrefix(p, "/") || p == "" {
+			return nil, fmt.Errorf("refuse_account_driven path %q must start with / and not be the root", cfg.RefuseAccountDriven[i])
+		}
+		if segmentMatch(p, cfg.Prefix) || segmentMatch(cfg.Prefix, p) || segmentMatch(apple.WellKnownPath, p) || segmentMatch(p, apple.WellKnownPath) {
+			return nil, fmt.Errorf("refuse_account_driven path %q overlaps the gateway's own endpoints", p)
+		}
+		for _, pr := range cfg.Protect {
+			if segmentMatch(p, pr) {
+				return nil, fmt.Errorf("refuse_account_driven path %q lies under the protected path %q", p, pr)
+			}
+		}
+		cfg.RefuseAccountDriven[i] = p
+	}
 	if d.Log == nil {
 		d.Log = zap.NewNop()
 	}
@@ -241,6 +265,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next Next) e
 		return nil
 	case g.protected(r):
 		return g.guard(w, r, next)
+	case g.shielded(r):
+		return g.refuseAccountDriven(w, r, next)
 	}
 	return next(w, r)
 }
@@ -400,27 +426,39 @@ func segmentMatch(path, prefix string) bool {
 }
 
 func (g *Gateway) protected(r *http.Request) bool {
-	if len(g.cfg.Protect) == 0 {
+	return g.matches(r, g.cfg.Protect)
+}
+
+// shielded reports whether r goes to an MDM path of the other enrollments
+// (RefuseAccountDriven), as sent or as rewritten.
+func (g *Gateway) shielded(r *http.Request) bool {
+	return g.matches(r, g.cfg.RefuseAccountDriven)
+}
+
+// matches reports whether r's path, or the path the client sent before a
+// rewrite, lies under one of prefixes.
+func (g *Gateway) matches(r *http.Request, prefixes []string) bool {
+	if len(prefixes) == 0 {
 		return false
 	}
-	if g.protects(r.URL.Path) {
+	if under(r.URL.Path, prefixes) {
 		return true
 	}
 	if g.OriginalPath != nil {
-		if op := g.OriginalPath(r); op != "" && op != r.URL.Path && g.protects(op) {
+		if op := g.OriginalPath(r); op != "" && op != r.URL.Path && under(op, prefixes) {
 			return true
 		}
 	}
 	return false
 }
 
-// protects reports whether p lies under a protected prefix, either as sent
-// or read the way path matchers (Caddy's among them) read it: lower-cased,
+// under reports whether p lies under one of prefixes, either as sent or
+// read the way path matchers (Caddy's among them) read it: lower-cased,
 // with repeated slashes merged and dot segments resolved. Otherwise
 // /MDM/AD or /mdm//ad could be rewritten to the MDM without a check.
-func (g *Gateway) protects(p string) bool {
+func under(p string, prefixes []string) bool {
 	n := normalizePath(p)
-	for _, pr := range g.cfg.Protect {
+	for _, pr := range prefixes {
 		if segmentMatch(p, pr) || segmentMatch(n, pr) {
 			return true
 		}

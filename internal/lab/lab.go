@@ -203,6 +203,7 @@ https://127.0.0.1:{{.HTTPS}} {
 		}{{end}}
 		{{if .TTL}}access_token_ttl {{.TTL}}{{end}}
 		protect /mdm/ad
+		refuse_account_driven /mdm
 {{.Extra}}
 	}
 	@accountDriven path /mdm/ad

@@ -296,6 +296,46 @@ func TestProfileBasedDeviceUnprotected(t *testing.T) {
 	}
 }
 
+// An account-driven enrollment's device identity cannot reach NanoMDM on
+// the unprotected /mdm, where no bearer is asked for: it would go around
+// revocation, reauth and block. The refusal is a 403, never a 401.
+func TestAccountDrivenIdentityRefusedOnUnprotectedPath(t *testing.T) {
+	l := startLab(t)
+	c := ctx(t)
+	d := newDevice(t, l, "iPhone", "iPhone17,2", "alice@example.com", "alice")
+	enrollAndCheckIn(t, c, d)
+	uuid, cmd := testenv.DeviceInformationCommand("DeviceName")
+	if _, err := l.NanoMDM.Enqueue(d.EnrollmentKey(), cmd); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/mdm", "/MDM", "/mdm/"} {
+		resp, body, err := d.Send(c, l.BaseURL+path, idleBody(d), device.SendOptions{NoBearer: true, ContentType: device.CommandContentType})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusForbidden || resp.Header.Get("WWW-Authenticate") != "" {
+			t.Fatalf("%s: status %d %q: the device identity reached the MDM without a bearer", path, resp.StatusCode, body)
+		}
+		if bytes.Contains(body, []byte(uuid)) {
+			t.Fatalf("%s: the queued command was delivered", path)
+		}
+	}
+	// Its own, protected path still works: the command is there.
+	polled, err := d.Poll(c, device.DeviceChannel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if polled == nil || polled.UUID != uuid {
+		t.Fatalf("polled %+v on the protected path, want command %s", polled, uuid)
+	}
+	if d.Prompts() != 0 {
+		t.Fatalf("prompts = %d", d.Prompts())
+	}
+	if !strings.Contains(l.Caddy.Logs(), `"event":"mdm.refused"`) {
+		t.Error("no mdm.refused audit entry in Caddy's log")
+	}
+}
+
 // Discovery refuses unknown domains and devices that cannot enroll
 // account-driven, in the form the device shows.
 func TestDiscoveryRefusals(t *testing.T) {

@@ -1,0 +1,59 @@
+package gateway
+
+import (
+	"net/http"
+	"strconv"
+
+	"go.uber.org/zap"
+
+	"github.com/mdmauth/mdmauth/internal/apple"
+	"github.com/mdmauth/mdmauth/internal/audit"
+	"github.com/mdmauth/mdmauth/internal/store"
+)
+
+// refuseAccountDriven guards an MDM path of the other enrollments (profile-
+// based, ADE): a request there that names an account-driven enrollment is
+// refused with 403. Such a device must talk to its protected path, where
+// its bearer is checked; here its device identity alone would reach the
+// MDM, around revocation, reauth and block. A 401 is never sent on these
+// paths: it would unenroll a profile-based or ADE device.
+func (g *Gateway) refuseAccountDriven(w http.ResponseWriter, r *http.Request, next Next) error {
+	body, ok := readBody(w, r, g.cfg.MaxMDMBody)
+	if !ok {
+		return nil
+	}
+	// A body the scanner cannot read is refused, as on the protected
+	// paths: passed on, one the MDM's own parser reads (a binary plist,
+	// say) would name its enrollment unchecked. Devices send XML.
+	msg, err := apple.PeekMessage(body)
+	if err != nil {
+		g.log.Info("mdm request rejected", append(g.audit(audit.MDMRejected, r, nil), zap.String("reason", "malformed_body"), zap.Error(err))...)
+		http.Error(w, "request body is not a property list dictionary", http.StatusBadRequest)
+		return nil
+	}
+	if id := msg.EnrollmentKey(); id != "" {
+		e, _, err := g.store.Lookup(r.Context(), id, store.Hash{})
+		if err != nil {
+			storeUnavailable(w, g.log, err)
+			return nil
+		}
+		if e != nil && e.State != store.StateRemoved {
+			g.log.Warn("mdm request refused", g.audit(audit.MDMRefused, r, []zap.Field{
+				zap.String("enrollment_id", id), zap.String("message_type", msg.MessageType),
+				zap.String("state", string(e.State)), zap.String("path", r.URL.Path),
+				zap.String("reason", "account_driven_on_unprotected_path")})...)
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "this enrollment must use its own MDM path", http.StatusForbidden)
+			return nil
+		}
+	}
+	fw := &bodyReader{}
+	fw.Reset(body)
+	r.Body = fw
+	r.ContentLength = int64(len(body))
+	if n, err := strconv.Atoi(r.Header.Get("Content-Length")); err != nil || n != len(body) {
+		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	r.TransferEncoding = nil
+	return next(w, r)
+}
