@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"net/http"
 
 	"go.uber.org/zap"
@@ -68,15 +67,12 @@ func (g *Gateway) enroll(w http.ResponseWriter, r *http.Request, modeSeg string)
 		return
 	}
 	if tok.EnrollmentID != "" {
-		e, err := g.store.Enrollment(r.Context(), tok.EnrollmentID)
-		switch {
-		case err == nil && e.State != store.StateActive && e.State != store.StateReauth:
-			g.refuseEnroll(w, r, "com.apple.mdmauth.enrollment-"+string(e.State), "This device cannot be enrolled now. Contact your IT administrator.", tok, devFields)
-			return
-		case err != nil && !errors.Is(err, store.ErrNotFound):
-			storeUnavailable(w, g.log, err)
-			return
-		}
+		// The profile belongs to the enrollment step only: a token bound to
+		// an enrollment (or re-authenticating one) has a device already.
+		// Serving it again would hand a copied token the profile's
+		// enrollment secrets (a SCEP challenge, say) for another device.
+		g.refuseEnroll(w, r, "com.apple.mdmauth.token-in-use", "This sign-in belongs to a device that is already enrolled. Start again from Settings.", tok, devFields)
+		return
 	}
 	tmpl := g.cfg.Template
 	if tok.Profile != "" {

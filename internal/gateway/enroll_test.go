@@ -357,38 +357,37 @@ func assertRefused(t *testing.T, w *httptest.ResponseRecorder, code string) {
 	}
 }
 
-func TestEnrollBoundEnrollmentState(t *testing.T) {
-	tests := []struct {
-		state store.State
-		code  string // "" means the profile is served
-	}{
-		{store.StateActive, ""},
-		{store.StateReauth, ""},
-		{store.StateBlocked, "com.apple.mdmauth.enrollment-blocked"},
-		{store.StateOffboarding, "com.apple.mdmauth.enrollment-offboarding"},
-	}
-	for _, tt := range tests {
-		t.Run(string(tt.state), func(t *testing.T) {
+// Once its token is bound, a device has its profile: the enrollment URL
+// never serves it again to that token, whatever the enrollment's state,
+// so that a copied token cannot fetch the profile's enrollment secrets for
+// another device.
+func TestEnrollBoundToken(t *testing.T) {
+	for _, state := range []store.State{store.StateActive, store.StateReauth, store.StateBlocked, store.StateOffboarding, store.StateRemoved} {
+		t.Run(string(state), func(t *testing.T) {
 			e := newEnv(t)
 			raw, _ := e.issue(grant("byod"))
+			body := fixture(t, "enroll/iphone-signed.der")
+			if w := e.mustServe(enrollRequest("byod", "", body, raw), failNext(t)); w.Code != http.StatusOK {
+				t.Fatalf("before binding: status %d, want 200", w.Code)
+			}
 			e.bind(raw, fixture(t, "checkin/ue-authenticate.plist"))
-			if tt.state != store.StateActive {
-				if _, err := e.tokens.SetState(e.ctx, ueID, tt.state, time.Time{}); err != nil {
+			if state != store.StateActive {
+				if _, err := e.tokens.SetState(e.ctx, ueID, state, time.Time{}); err != nil {
 					t.Fatal(err)
 				}
 			}
-			w := e.mustServe(enrollRequest("byod", "", fixture(t, "enroll/iphone-signed.der"), raw), failNext(t))
-			if tt.code == "" {
-				if w.Code != http.StatusOK {
-					t.Fatalf("status %d, want 200; body %q", w.Code, w.Body)
-				}
+			w := e.mustServe(enrollRequest("byod", "", body, raw), failNext(t))
+			if state == store.StateRemoved {
+				// Removing revokes the enrollment's tokens: a challenge.
+				e.challengeFlow(w, origin)
 				return
 			}
-			assertRefused(t, w, tt.code)
+			assertRefused(t, w, "com.apple.mdmauth.token-in-use")
 		})
 	}
 }
 
+// A token that names an enrollment which no longer exists is refused too.
 func TestEnrollBoundToVanishedEnrollment(t *testing.T) {
 	e := newEnv(t)
 	raw, h := e.issue(grant("byod"))
@@ -396,9 +395,7 @@ func TestEnrollBoundToVanishedEnrollment(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := e.mustServe(enrollRequest("byod", "", nil, raw), failNext(t))
-	if w.Code != http.StatusOK {
-		t.Fatalf("status %d, want 200; body %q", w.Code, w.Body)
-	}
+	assertRefused(t, w, "com.apple.mdmauth.token-in-use")
 }
 
 func TestEnrollStoreUnavailable(t *testing.T) {
