@@ -40,8 +40,14 @@ type DiscoveryHandler struct {
 	// Policy decides who is answered and in which mode (as in mdm_auth; use
 	// the same rules there, which re-checks them at sign-in).
 	Policy *Policy `json:"policy,omitempty"`
+	// Limits: the discovery rate limits, per client address (discovery,
+	// default 600/m burst 200) and per user identifier (discovery_user,
+	// default 30/m burst 10), as in mdm_auth; "off" disables both. Other
+	// limits do not apply here.
+	Limits *Limits `json:"limits,omitempty"`
 
 	disc *gateway.Discovery
+	lim  *gateway.DiscoveryLimiter
 }
 
 // CaddyModule returns the Caddy module information.
@@ -105,6 +111,17 @@ func (h *DiscoveryHandler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.disc = d
+	if l := h.Limits; l != nil && (l.SignIn != "" || l.SignInUser != "" || l.Callback != "" || l.BearerFailures != "" ||
+		l.TokenPerFamily != "" || l.PendingSignIns != 0) {
+		return fmt.Errorf("mdm_discovery limits: only discovery, discovery_user and max_keys apply")
+	}
+	lim, err := h.Limits.build()
+	if err != nil {
+		return fmt.Errorf("mdm_discovery %v", err)
+	}
+	if lim != nil {
+		h.lim = gateway.NewDiscoveryLimiter(*lim, nil, d.Log, clientIP, procMetrics.countLimited)
+	}
 	return nil
 }
 
@@ -120,6 +137,9 @@ func lower(list []string) []string {
 func (h *DiscoveryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if r.URL.Path != apple.WellKnownPath {
 		return next.ServeHTTP(w, r)
+	}
+	if h.lim != nil && !h.lim.Admit(w, r) {
+		return nil
 	}
 	h.disc.ServeHTTP(w, r)
 	return nil
@@ -167,6 +187,13 @@ func (h *DiscoveryHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.Policy = new(Policy)
 			}
 			if err := h.Policy.unmarshal(d); err != nil {
+				return err
+			}
+		case "limits":
+			if h.Limits == nil {
+				h.Limits = new(Limits)
+			}
+			if err := h.Limits.unmarshal(d); err != nil {
 				return err
 			}
 		default:

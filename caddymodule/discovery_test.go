@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -43,6 +44,11 @@ func TestUnmarshalDiscoveryCaddyfile(t *testing.T) {
 				{Name: "guests", Domains: []string{"guests.example.com"}, Deny: true, Message: "No."},
 				{Families: []string{"Mac"}, Mode: "adde"},
 			}}}},
+		{"limits", "redirect https://mdm.example.com\ndomains example.com\nlimits {\ndiscovery 10/m burst 5\ndiscovery_user off\n}",
+			DiscoveryHandler{Redirect: "https://mdm.example.com", Discovery: Discovery{Domains: []string{"example.com"}},
+				Limits: &Limits{Discovery: "10/m burst 5", DiscoveryUser: "off"}}},
+		{"limits off", "redirect https://mdm.example.com\nlimits off",
+			DiscoveryHandler{Redirect: "https://mdm.example.com", Limits: &Limits{Off: true}}},
 		{"empty block", "", DiscoveryHandler{}},
 	}
 	for _, tt := range tests {
@@ -87,6 +93,9 @@ func TestDiscoveryProvisionErrors(t *testing.T) {
 		want   []string
 	}{
 		{"redirect and base_url", func(h map[string]any) { h["base_url"] = "https://mdm.example.com/mdmauth" }, []string{exactlyOne}},
+		{"a sign-in limit", func(h map[string]any) { h["limits"] = map[string]any{"sign_in": "1/m"} },
+			[]string{"mdm_discovery limits: only discovery, discovery_user and max_keys apply"}},
+		{"a bad rate", func(h map[string]any) { h["limits"] = map[string]any{"discovery": "fast"} }, []string{"mdm_discovery limits discovery:"}},
 		{"neither redirect nor base_url", func(h map[string]any) { delete(h, "redirect") }, []string{exactlyOne}},
 		{"redirect empty after expansion", redirect("{env.MDMAUTH_TEST_UNSET}"), []string{exactlyOne}},
 		{"http redirect", redirect("http://mdm.example.com"), []string{`mdm_discovery: redirect "http://mdm.example.com" must be https://host[:port]`}},
@@ -387,3 +396,61 @@ func TestDiscoveryHandlerBaseURL(t *testing.T) {
 
 // Interface guard of the test's next handler.
 var _ caddyhttp.Handler = (*siteNext)(nil)
+
+// The website's discovery is an unauthenticated step too: limited per
+// client address and per user identifier by default, 429 with
+// Retry-After past the limit, and configurable or off.
+func TestDiscoveryHandlerLimits(t *testing.T) {
+	const query = "?model-family=iPhone&user-identifier="
+	serve := func(d *DiscoveryHandler, addr, user string) *httptest.ResponseRecorder {
+		t.Helper()
+		r := httptest.NewRequest(http.MethodGet, "https://example.com"+wellKnown+query+user, nil)
+		r.RemoteAddr = addr + ":40000"
+		w := httptest.NewRecorder()
+		if err := d.ServeHTTP(w, r, &siteNext{}); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	t.Run("defaults per user", func(t *testing.T) {
+		d := provisionedDiscovery(t, validDiscovery())
+		for i := 0; i < 10; i++ { // the default burst of discovery_user
+			if w := serve(d, "192.0.2.1", "alice@example.com"); w.Code != http.StatusPermanentRedirect {
+				t.Fatalf("request %d: %d", i, w.Code)
+			}
+		}
+		w := serve(d, "192.0.2.2", "ALICE@example.com")
+		if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" || w.Header().Get("Location") != "" {
+			t.Fatalf("past the burst: %d, Retry-After %q, Location %q", w.Code, w.Header().Get("Retry-After"), w.Header().Get("Location"))
+		}
+		if w := serve(d, "192.0.2.2", "bob@example.com"); w.Code != http.StatusPermanentRedirect {
+			t.Fatalf("another user: %d", w.Code)
+		}
+	})
+	t.Run("per address", func(t *testing.T) {
+		h := validDiscovery()
+		h["limits"] = map[string]any{"discovery": "3/m burst 3", "discovery_user": "off"}
+		d := provisionedDiscovery(t, h)
+		for i := 0; i < 3; i++ {
+			if w := serve(d, "192.0.2.1", fmt.Sprintf("u%d@example.com", i)); w.Code != http.StatusPermanentRedirect {
+				t.Fatalf("request %d: %d", i, w.Code)
+			}
+		}
+		if w := serve(d, "192.0.2.1", "z@example.com"); w.Code != http.StatusTooManyRequests {
+			t.Fatalf("past the address's burst: %d", w.Code)
+		}
+		if w := serve(d, "192.0.2.9", "z@example.com"); w.Code != http.StatusPermanentRedirect {
+			t.Fatalf("another address: %d", w.Code)
+		}
+	})
+	t.Run("off", func(t *testing.T) {
+		h := validDiscovery()
+		h["limits"] = map[string]any{"off": true}
+		d := provisionedDiscovery(t, h)
+		for i := 0; i < 50; i++ {
+			if w := serve(d, "192.0.2.1", "alice@example.com"); w.Code != http.StatusPermanentRedirect {
+				t.Fatalf("request %d: %d", i, w.Code)
+			}
+		}
+	})
+}

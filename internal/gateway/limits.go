@@ -85,11 +85,83 @@ const (
 
 // limiters are the running limits.
 type limiters struct {
-	discovery, discoveryUser, signIn, signInUser, callback, bearer, family *ratelimit.Limiter
-	pending                                                                *ratelimit.Window
-	maxPending                                                             int64
-	pendingLogged                                                          atomic.Int64 // unix seconds
+	discovery                                    *discoveryLimits
+	signIn, signInUser, callback, bearer, family *ratelimit.Limiter
+	pending                                      *ratelimit.Window
+	maxPending                                   int64
+	pendingLogged                                atomic.Int64 // unix seconds
 }
+
+// discoveryLimits are the discovery limits, per client IP and per user
+// identifier.
+type discoveryLimits struct{ perIP, perUser *ratelimit.Limiter }
+
+func newLimiter(r ratelimit.Rate, maxKeys int, now func() time.Time) *ratelimit.Limiter {
+	if !r.Enabled() {
+		return nil
+	}
+	if maxKeys <= 0 {
+		maxKeys = DefaultLimitKeys
+	}
+	return ratelimit.New(ratelimit.Config{Rate: r, MaxKeys: maxKeys, Now: now})
+}
+
+func newDiscoveryLimits(l Limits, now func() time.Time) *discoveryLimits {
+	return &discoveryLimits{perIP: newLimiter(l.Discovery, l.MaxKeys, now), perUser: newLimiter(l.DiscoveryUser, l.MaxKeys, now)}
+}
+
+// admit applies the discovery limits to r, reporting refusals to s.
+func (d *discoveryLimits) admit(w http.ResponseWriter, r *http.Request, s limitSink) bool {
+	if d == nil {
+		return true
+	}
+	if !s.check(w, r, d.perIP, LimitDiscovery, audit.Addr(r, s.ip)) {
+		return false
+	}
+	if d.perUser == nil {
+		return true
+	}
+	req, err := apple.ParseDiscoveryQuery(r.URL.RawQuery)
+	if err != nil || req.UserIdentifier == "" {
+		return true // refused by discovery itself
+	}
+	ui := normalizeUser(req.UserIdentifier)
+	return s.check(w, r, d.perUser, LimitDiscoveryUser, ui, zap.String("user_identifier", ui))
+}
+
+// DiscoveryLimiter applies the discovery limits of a discovery handler
+// that runs without a gateway (the website's mdm_discovery).
+type DiscoveryLimiter struct {
+	lim  *discoveryLimits
+	sink limitSink
+}
+
+// NewDiscoveryLimiter returns the limiter of l's Discovery and
+// DiscoveryUser rates; refusals are logged to log (ratelimit.exceeded) and
+// reported to limited (optional).
+func NewDiscoveryLimiter(l Limits, now func() time.Time, log *zap.Logger, ip audit.ClientIP, limited func(name string)) *DiscoveryLimiter {
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &DiscoveryLimiter{lim: newDiscoveryLimits(l, now), sink: limitSink{log: log, ip: ip, limited: limited}}
+}
+
+// Admit applies the limits to r; on a refusal it has answered 429.
+func (d *DiscoveryLimiter) Admit(w http.ResponseWriter, r *http.Request) bool {
+	return d.lim.admit(w, r, d.sink)
+}
+
+// limitSink is where refusals go: the audit log and the Limited hook.
+type limitSink struct {
+	log     *zap.Logger
+	ip      audit.ClientIP
+	limited func(name string)
+}
+
+func (g *Gateway) sink() limitSink { return limitSink{log: g.log, ip: g.ClientIP, limited: g.limited} }
 
 // SetLimits puts l in force (replacing any earlier limits). Call it before
 // serving.
@@ -100,15 +172,10 @@ func (g *Gateway) SetLimits(l Limits) {
 	if l.PendingTTL <= 0 {
 		l.PendingTTL = 10 * time.Minute
 	}
-	mk := func(r ratelimit.Rate) *ratelimit.Limiter {
-		if !r.Enabled() {
-			return nil
-		}
-		return ratelimit.New(ratelimit.Config{Rate: r, MaxKeys: l.MaxKeys, Now: g.now})
-	}
+	mk := func(r ratelimit.Rate) *ratelimit.Limiter { return newLimiter(r, l.MaxKeys, g.now) }
 	lim := &limiters{
-		discovery: mk(l.Discovery), discoveryUser: mk(l.DiscoveryUser),
-		signIn: mk(l.SignIn), signInUser: mk(l.SignInUser), callback: mk(l.Callback),
+		discovery: newDiscoveryLimits(l, g.now),
+		signIn:    mk(l.SignIn), signInUser: mk(l.SignInUser), callback: mk(l.Callback),
 		bearer: mk(l.BearerFailures), family: mk(l.TokenPerFamily),
 	}
 	if l.PendingSignIns > 0 {
@@ -123,7 +190,7 @@ func (g *Gateway) SetLimits(l Limits) {
 				res := lim.family.Allow(fam)
 				if !res.OK {
 					if res.First {
-						g.logLimited(r, LimitTokenPerFamily, res.RetryAfter, zap.String("family_id", fam))
+						g.sink().logLimited(r, LimitTokenPerFamily, res.RetryAfter, zap.String("family_id", fam))
 					}
 					g.limited(LimitTokenPerFamily)
 				}
@@ -149,9 +216,9 @@ func tooMany(w http.ResponseWriter, wait time.Duration) {
 }
 
 // logLimited writes the ratelimit.exceeded audit entry.
-func (g *Gateway) logLimited(r *http.Request, name string, wait time.Duration, fields ...zap.Field) {
-	g.log.Warn("rate limit exceeded", g.audit(audit.RateLimitExceeded, r,
-		append([]zap.Field{zap.String("limit", name), zap.Int64("retry_after", int64((wait+time.Second-1)/time.Second))}, fields...))...)
+func (s limitSink) logLimited(r *http.Request, name string, wait time.Duration, fields ...zap.Field) {
+	s.log.Warn("rate limit exceeded", append(audit.Fields(audit.RateLimitExceeded, r, s.ip),
+		append([]zap.Field{zap.String("limit", name), zap.Int64("retry_after", int64((wait+time.Second-1)/time.Second))}, fields...)...)...)
 }
 
 // clientKey is the client address the limits count by.
@@ -161,7 +228,7 @@ func (g *Gateway) clientKey(r *http.Request) string {
 
 // check takes one event of key from l; on a refusal it answers 429 and logs
 // the first refusal of the key.
-func (g *Gateway) check(w http.ResponseWriter, r *http.Request, l *ratelimit.Limiter, name, key string, fields ...zap.Field) bool {
+func (s limitSink) check(w http.ResponseWriter, r *http.Request, l *ratelimit.Limiter, name, key string, fields ...zap.Field) bool {
 	if l == nil {
 		return true
 	}
@@ -170,11 +237,17 @@ func (g *Gateway) check(w http.ResponseWriter, r *http.Request, l *ratelimit.Lim
 		return true
 	}
 	if res.First {
-		g.logLimited(r, name, res.RetryAfter, fields...)
+		s.logLimited(r, name, res.RetryAfter, fields...)
 	}
-	g.limited(name)
+	if s.limited != nil {
+		s.limited(name)
+	}
 	tooMany(w, res.RetryAfter)
 	return false
+}
+
+func (g *Gateway) check(w http.ResponseWriter, r *http.Request, l *ratelimit.Limiter, name, key string, fields ...zap.Field) bool {
+	return g.sink().check(w, r, l, name, key, fields...)
 }
 
 // normalizeUser is the key of a user identifier: trimmed and lower-cased.
@@ -190,18 +263,7 @@ func (g *Gateway) admitDiscovery(w http.ResponseWriter, r *http.Request) bool {
 	if g.lim == nil {
 		return true
 	}
-	if !g.check(w, r, g.lim.discovery, LimitDiscovery, g.clientKey(r)) {
-		return false
-	}
-	if g.lim.discoveryUser == nil {
-		return true
-	}
-	req, err := apple.ParseDiscoveryQuery(r.URL.RawQuery)
-	if err != nil || req.UserIdentifier == "" {
-		return true // refused by discovery itself
-	}
-	ui := normalizeUser(req.UserIdentifier)
-	return g.check(w, r, g.lim.discoveryUser, LimitDiscoveryUser, ui, zap.String("user_identifier", ui))
+	return g.lim.discovery.admit(w, r, g.sink())
 }
 
 // admitSignIn applies the sign-in start limits; param names the query
@@ -230,7 +292,7 @@ func (g *Gateway) admitSignIn(w http.ResponseWriter, r *http.Request, param stri
 		// One entry a minute at most: this limit is shared by everyone.
 		if now := g.now().Unix(); g.lim.pendingLogged.Load() < now-60 {
 			g.lim.pendingLogged.Store(now)
-			g.logLimited(r, LimitPendingSignIns, wait, zap.Int64("pending", p.Count()))
+			g.sink().logLimited(r, LimitPendingSignIns, wait, zap.Int64("pending", p.Count()))
 		}
 		g.limited(LimitPendingSignIns)
 		tooMany(w, wait)
