@@ -37,6 +37,14 @@ type Family struct {
 	RotatedAt    time.Time `json:"rotated_at,omitzero"`
 	// Generation counts rotations.
 	Generation uint64 `json:"generation"`
+	// Salt is mixed into the derivation of the current refresh token's
+	// successors and renewed at each rotation; PreviousSalt derived the
+	// current pair (for retries within the grace window). So the rotation
+	// key and a refresh token, even with a copy of this record, derive at
+	// most the next pair, never the family's later tokens. Empty in
+	// families created before salts existed.
+	Salt         []byte `json:"salt,omitempty"`
+	PreviousSalt []byte `json:"previous_salt,omitempty"`
 	// ExpiresAt is the idle expiry of the current refresh token.
 	ExpiresAt time.Time `json:"expires_at"`
 	// RevokedAt is set when the family was revoked; zero otherwise.

@@ -220,7 +220,12 @@ func (o *OAuth) Exchange(ctx context.Context, code, clientID, redirectURI, verif
 	if err != nil {
 		return nil, err
 	}
+	salt, err := o.random(saltLen)
+	if err != nil {
+		return nil, err
+	}
 	f := &store.Family{
+		Salt: salt,
 		ID: famID, Issuer: c.Issuer, Subject: c.Subject, SessionID: c.SessionID,
 		UserIdentifier: c.UserIdentifier, ManagedAppleID: c.ManagedAppleID, Mode: c.Mode,
 		ModelFamily: c.ModelFamily, ClientID: c.ClientID,
@@ -315,14 +320,23 @@ func (o *OAuth) checkTag(s string) (string, bool) {
 	return famID, true
 }
 
-// successors derives the access and refresh tokens that replace refresh.
-func (o *OAuth) successors(famID, refresh string) (access, next string) {
+// saltLen is the length of a family's per-rotation salt.
+const saltLen = 16
+
+// successors derives the access and refresh tokens that replace refresh,
+// under the family's salt of that rotation. Deriving them (rather than
+// drawing them at random) gives a retry, or a concurrent refresh on another
+// gateway, the same pair; the salt, renewed at each rotation, keeps the key
+// and one refresh token from deriving the family's later tokens.
+func (o *OAuth) successors(famID, refresh string, salt []byte) (access, next string) {
 	m := hmac.New(sha256.New, o.Key)
 	m.Write([]byte("mdmauth-oauth2-access\x00"))
+	m.Write(salt)
 	m.Write([]byte(refresh))
 	access = base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 	m = hmac.New(sha256.New, o.Key)
 	m.Write([]byte("mdmauth-oauth2-refresh\x00"))
+	m.Write(salt)
 	m.Write([]byte(refresh))
 	next = o.tagged(famID + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil)))
 	return access, next
@@ -413,10 +427,10 @@ func (o *OAuth) Refresh(ctx context.Context, refresh, clientID string) (*TokenPa
 	if subtle.ConstantTimeCompare([]byte(f.ClientID), []byte(clientID)) != 1 {
 		return nil, grantError("client_mismatch", "refresh token issued to another client")
 	}
-	access, next := o.successors(famID, refresh)
 	if f.RefreshHash != h {
-		return o.retryOrReuse(ctx, f, h, access, next, now)
+		return o.retryOrReuse(ctx, f, h, refresh, now)
 	}
+	access, next := o.successors(famID, refresh, f.Salt)
 	if !now.Before(f.ExpiresAt) {
 		return nil, grantError("refresh_expired", "refresh token expired")
 	}
@@ -438,6 +452,10 @@ func (o *OAuth) Refresh(ctx context.Context, refresh, clientID string) (*TokenPa
 		}
 	}
 	nh := HashOf(next)
+	salt, err := o.random(saltLen)
+	if err != nil {
+		return nil, err
+	}
 	var rotated store.Family // the family as a concurrent refresh left it
 	f, err = o.M.Store.UpdateFamily(ctx, famID, func(f *store.Family) error {
 		switch {
@@ -450,6 +468,7 @@ func (o *OAuth) Refresh(ctx context.Context, refresh, clientID string) (*TokenPa
 			return errReuse
 		}
 		f.PreviousHash, f.RefreshHash = h, nh
+		f.PreviousSalt, f.Salt = f.Salt, salt
 		f.RotatedAt = now
 		f.Generation++
 		f.ExpiresAt = now.Add(o.refreshTTL())
@@ -474,7 +493,8 @@ func (o *OAuth) Refresh(ctx context.Context, refresh, clientID string) (*TokenPa
 	return &TokenPair{AccessToken: access, RefreshToken: next, ExpiresIn: expiresIn(t, now), Access: t, Family: f}, nil
 }
 
-func (o *OAuth) retryOrReuse(ctx context.Context, f *store.Family, h store.Hash, access, next string, now time.Time) (*TokenPair, error) {
+func (o *OAuth) retryOrReuse(ctx context.Context, f *store.Family, h store.Hash, refresh string, now time.Time) (*TokenPair, error) {
+	access, next := o.successors(f.ID, refresh, f.PreviousSalt)
 	if f.PreviousHash == h && f.RefreshHash == HashOf(next) && now.Sub(f.RotatedAt) <= o.grace() {
 		return o.sameSuccessors(ctx, f, access, next, now)
 	}

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -337,8 +338,8 @@ func TestRefreshRotates(t *testing.T) {
 	o2 := *e.o
 	o2.Key = append([]byte(nil), e.o.Key...)
 	o2.Key[0] ^= 1
-	a1, r1 := e.o.successors(famID, p0.RefreshToken)
-	a2, r2 := o2.successors(famID, p0.RefreshToken)
+	a1, r1 := e.o.successors(famID, p0.RefreshToken, nil)
+	a2, r2 := o2.successors(famID, p0.RefreshToken, nil)
 	if a1 == a2 || r1 == r2 {
 		t.Error("successors do not depend on the key")
 	}
@@ -658,5 +659,42 @@ func BenchmarkRefresh(b *testing.B) {
 			b.Fatal(err)
 		}
 		rt = p.RefreshToken
+	}
+}
+
+// A store copy (the rotation key and a family record) and one refresh
+// token derive at most the next pair: the salt of later rotations is drawn
+// when they happen, so the family's later tokens cannot be computed.
+func TestRefreshSaltLimitsDerivation(t *testing.T) {
+	e := newOAuthEnv(t)
+	p0 := e.signIn("alice")
+	famID := p0.Family.ID
+	stolen := e.fam(famID) // the family record as a store copy holds it
+	if len(stolen.Salt) != saltLen || len(stolen.PreviousSalt) != 0 {
+		t.Fatalf("new family: salt %d bytes, previous %d bytes", len(stolen.Salt), len(stolen.PreviousSalt))
+	}
+	e.clock.Advance(time.Minute)
+	p1 := e.refresh(p0.RefreshToken)
+	e.clock.Advance(time.Minute)
+	p2 := e.refresh(p1.RefreshToken)
+
+	// One step is derivable from the copy (as it is usable anyway).
+	if a, r := e.o.successors(famID, p0.RefreshToken, stolen.Salt); a != p1.AccessToken || r != p1.RefreshToken {
+		t.Fatal("the first successors are not derived from the salt of the family's record")
+	}
+	// The next is not, under any salt the copy holds or none.
+	for name, salt := range map[string][]byte{"the copy's salt": stolen.Salt, "no salt": nil} {
+		if a, r := e.o.successors(famID, p1.RefreshToken, salt); a == p2.AccessToken || r == p2.RefreshToken {
+			t.Errorf("the second rotation's tokens derived from %s", name)
+		}
+	}
+	after := e.fam(famID)
+	if bytes.Equal(after.Salt, stolen.Salt) || bytes.Equal(after.Salt, after.PreviousSalt) || len(after.Salt) != saltLen {
+		t.Error("the salt is not renewed at each rotation")
+	}
+	// A retry of the last refresh within the grace window still gets the
+	// same pair (derived under the previous salt).
+	if p := e.refresh(p1.RefreshToken); p.AccessToken != p2.AccessToken || p.RefreshToken != p2.RefreshToken {
+		t.Error("a retry within the grace window got another pair")
 	}
 }
