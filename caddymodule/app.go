@@ -37,6 +37,13 @@ type App struct {
 	// StorageDir is the directory of the embedded token store. Default:
 	// Caddy's data directory + /mdm_auth. {env.*} placeholders are expanded.
 	StorageDir string `json:"storage_dir,omitempty"`
+	// MinFreeSpace is the free space (bytes) the store's file system must
+	// keep: below it the store refuses writes (sign-ins and bindings fail
+	// with 503, validation of issued tokens goes on) rather than let a full
+	// disk crash Caddy. Default 64 MiB; -1 disables the check. Read when
+	// the store is opened: a reload that changes it takes effect once the
+	// directory is reopened.
+	MinFreeSpace int64 `json:"min_free_space,omitempty"`
 
 	dir   string
 	store store.Store
@@ -80,7 +87,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	val, loaded, err := stores.LoadOrNew(dir, func() (caddy.Destructor, error) {
-		s, err := badger.Open(badger.Options{Dir: dir, Logger: slogOf(a.log)})
+		s, err := badger.Open(badger.Options{Dir: dir, Logger: slogOf(a.log), MinFreeSpace: a.MinFreeSpace})
 		if err != nil {
 			return nil, err
 		}

@@ -611,7 +611,8 @@ func (c *Discovery) option(d *caddyfile.Dispenser) error {
 //
 //	{
 //		mdm_auth {
-//			storage_dir /var/lib/mdmauth
+//			storage_dir    /var/lib/mdmauth
+//			min_free_space 64MiB   # or off
 //		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -626,6 +627,20 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 			if !d.AllArgs(&app.StorageDir) {
 				return nil, d.ArgErr()
 			}
+		case "min_free_space":
+			var s string
+			if !d.AllArgs(&s) {
+				return nil, d.ArgErr()
+			}
+			if s == "off" {
+				app.MinFreeSpace = -1
+				break
+			}
+			n, err := humanize.ParseBytes(s)
+			if err != nil || n == 0 || n > 1<<40 {
+				return nil, d.Errf("min_free_space: invalid size %q", s)
+			}
+			app.MinFreeSpace = int64(n)
 		default:
 			return nil, d.Errf("unknown mdm_auth global option %q", d.Val())
 		}

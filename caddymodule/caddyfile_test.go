@@ -455,6 +455,8 @@ func TestGlobalOption(t *testing.T) {
 		{"mdm_auth {\n\tstorage_dir /var/lib/mdmauth\n}", App{StorageDir: "/var/lib/mdmauth"}},
 		{"mdm_auth {\n\tstorage_dir {env.STATE_DIRECTORY}/store\n}", App{StorageDir: "{env.STATE_DIRECTORY}/store"}},
 		{"mdm_auth", App{}},
+		{"mdm_auth {\n\tmin_free_space 256MiB\n}", App{MinFreeSpace: 256 << 20}},
+		{"mdm_auth {\n\tmin_free_space off\n}", App{MinFreeSpace: -1}},
 	}
 	for _, tt := range tests {
 		v, err := parseGlobalOption(caddyfile.NewTestDispenser(tt.src), nil)
@@ -469,8 +471,13 @@ func TestGlobalOption(t *testing.T) {
 		if err := json.Unmarshal(app.Value, &got); err != nil {
 			t.Fatal(err)
 		}
-		if got.StorageDir != tt.want.StorageDir {
-			t.Errorf("%q: storage_dir %q, want %q", tt.src, got.StorageDir, tt.want.StorageDir)
+		if got.StorageDir != tt.want.StorageDir || got.MinFreeSpace != tt.want.MinFreeSpace {
+			t.Errorf("%q: got %+v, want %+v", tt.src, got, tt.want)
+		}
+	}
+	for _, src := range []string{"mdm_auth {\n\tmin_free_space\n}", "mdm_auth {\n\tmin_free_space lots\n}", "mdm_auth {\n\tmin_free_space 0\n}"} {
+		if _, err := parseGlobalOption(caddyfile.NewTestDispenser(src), nil); err == nil {
+			t.Errorf("%q: no error", src)
 		}
 	}
 }

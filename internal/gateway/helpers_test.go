@@ -76,8 +76,14 @@ type env struct {
 // apple-oauth2 with the same client id and redirect URL.
 func newEnv(tb testing.TB, edit ...func(*gateway.Config)) *env {
 	tb.Helper()
+	return newEnvAt(tb, tb.TempDir(), edit...)
+}
+
+// newEnvAt is newEnv with the store in dir.
+func newEnvAt(tb testing.TB, dir string, edit ...func(*gateway.Config)) *env {
+	tb.Helper()
 	clock := storetest.NewClock(epoch)
-	s, err := badger.Open(badger.Options{Dir: tb.TempDir(), Now: clock.Now, GCInterval: -1})
+	s, err := badger.Open(badger.Options{Dir: dir, Now: clock.Now, GCInterval: -1})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -23,6 +23,9 @@ var (
 	ErrConflict = errors.New("store: conflict")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrNoSpace: the store refuses writes because its disk is (nearly)
+	// full; reads go on.
+	ErrNoSpace = errors.New("store: not enough free disk space, writes refused")
 )
 
 // Hash is the SHA-256 of an access token. Tokens themselves are never stored.

@@ -41,6 +41,10 @@ const (
 	DefaultTokenRetention = 30 * 24 * time.Hour
 	// DefaultGCInterval is the default Options.GCInterval.
 	DefaultGCInterval = 10 * time.Minute
+	// DefaultMinFreeSpace is the default Options.MinFreeSpace: room for
+	// the write-ahead log file in use (twice the 8 MiB memtable) to be
+	// written to its end, a memtable flush and some compaction.
+	DefaultMinFreeSpace = 64 << 20
 )
 
 // maxAttempts bounds how often a transaction is retried after a conflict
@@ -70,6 +74,14 @@ type Options struct {
 	// record invalidates it once committed (only this process can open
 	// the directory), so the cache never serves a stale record.
 	CacheEntries int
+	// MinFreeSpace is the free space (bytes) the store's file system must
+	// keep: below it every write is refused with store.ErrNoSpace (reads go
+	// on) and value-log GC pauses. Badger writes its write-ahead log
+	// through a memory map of a sparse file, and a write there on a full
+	// disk kills the process (SIGBUS) instead of failing: the reserve
+	// makes the store fail closed first. Zero means DefaultMinFreeSpace,
+	// negative disables the check.
+	MinFreeSpace int64
 }
 
 // Store is a store.Store on a Badger database.
@@ -81,6 +93,7 @@ type Store struct {
 	retention time.Duration
 	cache     *recordCache
 	writes    writeLog
+	space     spaceGuard
 
 	// mu guards closed: operations hold it shared, Close exclusively, so
 	// the database is never closed under a running operation.
@@ -137,6 +150,7 @@ func Open(o Options) (*Store, error) {
 		log:       o.Logger,
 		retention: o.TokenRetention,
 		cache:     newRecordCache(o.CacheEntries),
+		space:     newSpaceGuard(o.Dir, o.MinFreeSpace),
 		stop:      make(chan struct{}),
 		gcDone:    make(chan struct{}),
 	}
@@ -188,6 +202,11 @@ func (s *Store) runGC(every time.Duration) {
 		case <-s.stop:
 			return
 		case <-tick.C:
+		}
+		// GC writes before it frees: not below the free-space reserve.
+		if err := s.space.check(); err != nil {
+			s.log.Warn("badger: value log GC skipped", "err", err)
+			continue
 		}
 		// One call rewrites at most one file; repeat while it finds work.
 		for {
@@ -294,6 +313,9 @@ func (s *Store) update(ctx context.Context, fn func(*badgerdb.Txn) error) error 
 		return err
 	}
 	defer s.leave()
+	if err := s.space.check(); err != nil {
+		return err
+	}
 	for attempt := 1; ; attempt++ {
 		var txn *badgerdb.Txn
 		err := s.db.Update(func(t *badgerdb.Txn) error { txn = t; return fn(t) })
