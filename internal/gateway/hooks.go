@@ -53,10 +53,10 @@ type Binding struct {
 // that takes the enrollment from another token. Call it before Commit.
 func newBinding(d *token.Decision) (fresh, replaced bool) {
 	t, e := d.Token, d.Enrollment
-	if t == nil || t.EnrollmentID != "" && e != nil && e.State == store.StateActive && e.TokenHash == t.Hash {
+	if t == nil || t.EnrollmentID != "" && e != nil && e.State == store.StateActive && token.SameHash(e.TokenHash, t.Hash) {
 		return false, false
 	}
-	return true, e != nil && e.State != store.StateRemoved && e.TokenHash != (store.Hash{}) && e.TokenHash != t.Hash
+	return true, e != nil && e.State != store.StateRemoved && e.TokenHash != (store.Hash{}) && !token.SameHash(e.TokenHash, t.Hash)
 }
 
 // bound reports a committed new binding to Hooks.Bound. The enrollment is

@@ -121,7 +121,7 @@ func (m *Manager) Authorize(ctx context.Context, req Request) (*Decision, error)
 	// CheckOut cannot handle a 401: accept it with the enrollment's own
 	// token even when that token expired or was revoked.
 	if req.MessageType == "CheckOut" && enr != nil && enr.State != store.StateRemoved &&
-		(tok.EnrollmentID == req.EnrollmentID || enr.TokenHash == h) && sameUser(tok, enr) {
+		(tok.EnrollmentID == req.EnrollmentID || SameHash(enr.TokenHash, h)) && sameUser(tok, enr) {
 		return &Decision{Allow: true, Reason: ReasonCheckOut, Token: tok, Enrollment: enr,
 			commit: m.checkOut(req.EnrollmentID, tok)}, nil
 	}
@@ -146,7 +146,7 @@ func (m *Manager) Authorize(ctx context.Context, req Request) (*Decision, error)
 		case store.StateReauth:
 			// Only a token issued by a sign-in after the state change
 			// re-binds; the token the enrollment had stays refused.
-			if enr.TokenHash == h || tok.IssuedAt.Before(enr.UpdatedAt) {
+			if SameHash(enr.TokenHash, h) || tok.IssuedAt.Before(enr.UpdatedAt) {
 				return deny(ReasonReauth, tok, enr), nil
 			}
 		}
@@ -163,7 +163,7 @@ func sameUser(t *store.Token, e *store.Enrollment) bool {
 }
 
 func needsBind(t *store.Token, e *store.Enrollment, h store.Hash, req Request) bool {
-	if t.EnrollmentID == "" || e == nil || e.TokenHash != h || e.State != store.StateActive {
+	if t.EnrollmentID == "" || e == nil || !SameHash(e.TokenHash, h) || e.State != store.StateActive {
 		return true
 	}
 	return e.Platform == store.PlatformUnknown && req.MessageType == "Authenticate"
@@ -173,7 +173,7 @@ func (m *Manager) allowOffboarding(req Request, t *store.Token, e *store.Enrollm
 	d := &Decision{Allow: true, Reason: ReasonOffboarding, Token: t, Enrollment: e}
 	if req.MessageType == "CheckOut" {
 		// Revoke the presented token only if it belongs to this enrollment.
-		if t != nil && t.EnrollmentID != req.EnrollmentID && (e == nil || e.TokenHash != t.Hash) {
+		if t != nil && t.EnrollmentID != req.EnrollmentID && (e == nil || !SameHash(e.TokenHash, t.Hash)) {
 			t = nil
 		}
 		d.commit = m.checkOut(req.EnrollmentID, t)
@@ -214,7 +214,7 @@ func (m *Manager) bind(h store.Hash, req Request) func(context.Context) error {
 			case store.StateBlocked, store.StateOffboarding:
 				return nil, fmt.Errorf("%w: enrollment is %s", errStale, e.State)
 			}
-			if e.TokenHash != h && e.TokenHash != (store.Hash{}) {
+			if !SameHash(e.TokenHash, h) && e.TokenHash != (store.Hash{}) {
 				previous = e.TokenHash
 			}
 			e.Issuer, e.Subject = t.Issuer, t.Subject

@@ -427,7 +427,7 @@ func (o *OAuth) Refresh(ctx context.Context, refresh, clientID string) (*TokenPa
 	if subtle.ConstantTimeCompare([]byte(f.ClientID), []byte(clientID)) != 1 {
 		return nil, grantError("client_mismatch", "refresh token issued to another client")
 	}
-	if f.RefreshHash != h {
+	if !SameHash(f.RefreshHash, h) {
 		return o.retryOrReuse(ctx, f, h, refresh, now)
 	}
 	access, next := o.successors(famID, refresh, f.Salt)
@@ -461,10 +461,10 @@ func (o *OAuth) Refresh(ctx context.Context, refresh, clientID string) (*TokenPa
 		switch {
 		case !f.RevokedAt.IsZero():
 			return grantError("family_revoked", "refresh token revoked")
-		case f.RefreshHash == nh && f.PreviousHash == h:
+		case SameHash(f.RefreshHash, nh) && SameHash(f.PreviousHash, h):
 			rotated = *f
 			return errGraceOK // a concurrent refresh rotated it just now
-		case f.RefreshHash != h:
+		case !SameHash(f.RefreshHash, h):
 			return errReuse
 		}
 		f.PreviousHash, f.RefreshHash = h, nh
@@ -495,7 +495,7 @@ func (o *OAuth) Refresh(ctx context.Context, refresh, clientID string) (*TokenPa
 
 func (o *OAuth) retryOrReuse(ctx context.Context, f *store.Family, h store.Hash, refresh string, now time.Time) (*TokenPair, error) {
 	access, next := o.successors(f.ID, refresh, f.PreviousSalt)
-	if f.PreviousHash == h && f.RefreshHash == HashOf(next) && now.Sub(f.RotatedAt) <= o.grace() {
+	if SameHash(f.PreviousHash, h) && SameHash(f.RefreshHash, HashOf(next)) && now.Sub(f.RotatedAt) <= o.grace() {
 		return o.sameSuccessors(ctx, f, access, next, now)
 	}
 	return nil, o.reuse(ctx, f.ID)
