@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -132,7 +133,7 @@ func (s *Web) Authorize(w http.ResponseWriter, r *http.Request, callbackURL stri
 		return
 	}
 	ui := q["login_hint"]
-	if len(ui) > 320 {
+	if len(ui) > 320 || !utf8.ValidString(ui) {
 		ui = ""
 	}
 	s.begin(w, r, flow, ui, oreq, callbackURL)
@@ -197,27 +198,13 @@ func (s *Web) TokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		tokenError(w, http.StatusMethodNotAllowed, token.ErrCodeInvalidRequest, "use POST")
 		return
 	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
-		tokenError(w, http.StatusBadRequest, token.ErrCodeInvalidRequest, "Content-Type must be application/x-www-form-urlencoded")
-		return
-	}
 	max := s.OAuth2.MaxTokenBody
 	if max <= 0 {
 		max = 16 << 10
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			tokenError(w, http.StatusRequestEntityTooLarge, token.ErrCodeInvalidRequest, "request too large")
-		} else {
-			tokenError(w, http.StatusBadRequest, token.ErrCodeInvalidRequest, "cannot read the request")
-		}
-		return
-	}
-	p, err := ParseParams(string(body), 16)
-	if err != nil {
-		tokenError(w, http.StatusBadRequest, token.ErrCodeInvalidRequest, "malformed or repeated parameters")
+	p, ferr := readTokenForm(r.Header.Get("Content-Type"), http.MaxBytesReader(w, r.Body, max))
+	if ferr != nil {
+		tokenError(w, ferr.status, token.ErrCodeInvalidRequest, ferr.desc)
 		return
 	}
 	if p["client_id"] != s.OAuth2.ClientID {
@@ -226,7 +213,10 @@ func (s *Web) TokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	var pair *token.TokenPair
+	var (
+		pair *token.TokenPair
+		err  error
+	)
 	grant := p["grant_type"]
 	switch grant {
 	case "authorization_code":
@@ -293,6 +283,37 @@ func (s *Web) TokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		ExpiresIn    int64  `json:"expires_in"`
 		RefreshToken string `json:"refresh_token"`
 	}{pair.AccessToken, "Bearer", pair.ExpiresIn, pair.RefreshToken})
+}
+
+// tokenFormError refuses a token request before its parameters are read:
+// an invalid_request with status and description.
+type tokenFormError struct {
+	status int
+	desc   string
+}
+
+// readTokenForm reads a token request's parameters: the Content-Type must
+// be application/x-www-form-urlencoded (checked before body is read), and
+// body, which the caller bounds with http.MaxBytesReader, a form of at most
+// 16 parameters decoded by ParseParams. A body past its bound is 413, any
+// other refusal 400.
+func readTokenForm(contentType string, body io.Reader) (Params, *tokenFormError) {
+	if mt, _, err := mime.ParseMediaType(contentType); err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, &tokenFormError{http.StatusBadRequest, "Content-Type must be application/x-www-form-urlencoded"}
+	}
+	b, err := io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &tokenFormError{http.StatusRequestEntityTooLarge, "request too large"}
+		}
+		return nil, &tokenFormError{http.StatusBadRequest, "cannot read the request"}
+	}
+	p, err := ParseParams(string(b), 16)
+	if err != nil {
+		return nil, &tokenFormError{http.StatusBadRequest, "malformed or repeated parameters"}
+	}
+	return p, nil
 }
 
 // vschar reports whether s has only the characters RFC 6749 allows in

@@ -15,13 +15,13 @@ var ErrParams = errors.New("malformed parameters")
 // device sends ':' '/' and '+' unescaped, and a '+' is a plus, never a
 // space (an identifier like a+b@example.com must survive). A repeated name,
 // an empty name, a bad escape or more than maxParams parameters is an
-// error.
+// error. Parameters are taken one at a time, so that a raw string of many
+// separators costs no memory.
 func ParseParams(raw string, maxParams int) (Params, error) {
 	p := Params{}
-	if raw == "" {
-		return p, nil
-	}
-	for _, part := range strings.Split(raw, "&") {
+	for rest := raw; rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, "&")
 		if part == "" {
 			continue
 		}

@@ -13,6 +13,7 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
@@ -104,6 +105,10 @@ type loginState struct {
 // pending sign-in bound to this browser and redirects to the provider.
 // callbackURL is the redirect URI registered at the provider.
 func (s *Web) Start(w http.ResponseWriter, r *http.Request, flowValue, callbackURL string) {
+	if len(r.URL.RawQuery) > 8192 {
+		s.fail(w, r, http.StatusRequestURITooLong, "bad_request", "Sign-in failed", "The request was too long.", nil)
+		return
+	}
 	now := s.now()
 	flow, err := s.Signer.Decode(flowValue, now)
 	if err != nil {
@@ -114,7 +119,9 @@ func (s *Web) Start(w http.ResponseWriter, r *http.Request, flowValue, callbackU
 	var ui string
 	// RFC 3986 decoding: the device sends '+' unescaped (a+b@example.com).
 	q, _ := ParseParams(r.URL.RawQuery, 16)
-	if raw := q["user-identifier"]; raw != "" && len(raw) <= 320 {
+	// Discovery accepts only valid UTF-8; anything else would be stored
+	// altered (JSON) and differ from the login_hint the provider got.
+	if raw := q["user-identifier"]; raw != "" && len(raw) <= 320 && utf8.ValidString(raw) {
 		ui = raw
 	}
 	s.begin(w, r, flow, ui, nil, callbackURL)
