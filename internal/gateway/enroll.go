@@ -29,7 +29,8 @@ func (g *Gateway) enroll(w http.ResponseWriter, r *http.Request, modeSeg string)
 	if !ok {
 		return
 	}
-	family := r.URL.Query().Get("model-family")
+	q, _ := signin.ParseParams(r.URL.RawQuery, 8)
+	family := q["model-family"]
 	if len(family) > 32 {
 		family = ""
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/mdmauth/mdmauth/internal/apple"
 	"github.com/mdmauth/mdmauth/internal/audit"
@@ -254,6 +255,15 @@ const (
 // everything else to next untouched.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next Next) error {
 	p := r.URL.Path
+	// Public URLs are built from the Host unless PublicURL is set: a Host
+	// that could change their meaning (user info, a path) is refused before
+	// anything is built from it. net/http refuses most; this does not
+	// depend on which server stack read the request.
+	if g.cfg.PublicURL == nil && !validHost(r.Host) &&
+		(p == apple.WellKnownPath || segmentMatch(p, g.cfg.Prefix) || g.protected(r)) {
+		http.Error(w, "invalid Host", http.StatusBadRequest)
+		return nil
+	}
 	switch {
 	case p == apple.WellKnownPath:
 		if g.admitDiscovery(w, r) {
@@ -415,6 +425,11 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, bool) 
 		return nil, false
 	}
 	return b, true
+}
+
+// validHost reports whether h is a host[:port] safe to put in a URL.
+func validHost(h string) bool {
+	return h != "" && httpguts.ValidHostHeader(h) && !strings.ContainsAny(h, "@/\\\"#?%")
 }
 
 // segmentMatch reports whether path is prefix or lies below it.

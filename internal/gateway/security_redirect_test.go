@@ -245,6 +245,13 @@ func TestSignInRedirectsWithHostileHost(t *testing.T) {
 					r.Host = host
 					w := e.mustServe(r, failNext(t))
 					noSplitHeaders(t, w.Header(), "")
+					if pub == nil && strings.ContainsAny(host, "@/\\\"#?% \r\n") {
+						// No public_url: nothing is built from such a Host.
+						if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" {
+							t.Errorf("%s start: status %d, Location %q; want 400 without a redirect", method, w.Code, w.Header().Get("Location"))
+						}
+						continue
+					}
 					if w.Code != http.StatusFound {
 						t.Fatalf("%s start: status %d, body %q", method, w.Code, w.Body)
 					}
@@ -501,5 +508,38 @@ func TestDiscoveryAnswerHostileIdentifiers(t *testing.T) {
 	}
 	if answered < 2 {
 		t.Errorf("only %d hostile identifiers answered: the BaseURL check did not run", answered)
+	}
+}
+
+// Without public_url, a Host that would change the meaning of the URLs
+// built from it is refused on every gateway endpoint and protected path,
+// whichever server stack read the request (the check does not rely on
+// net/http's own).
+func TestHostValidatedBeforeURLsAreBuilt(t *testing.T) {
+	e := newEnv(t)
+	for _, host := range []string{"a@evil.example", "evil.example/x", `evil.example\x`, `evil"example`, "evil.example#x", "evil.example?x", "evil%2eexample", ""} {
+		for _, target := range []string{"/.well-known/com.apple.remotemanagement?user-identifier=alice@example.com", "/mdmauth/enroll/byod", protect} {
+			r := httptest.NewRequest(http.MethodPost, origin+target, nil)
+			r.Host = host
+			w := e.mustServe(r, failNext(t))
+			if w.Code != http.StatusBadRequest || w.Header().Get("WWW-Authenticate") != "" || w.Header().Get("Location") != "" {
+				t.Errorf("Host %q, %s: status %d, challenge %q, Location %q", host, target, w.Code, w.Header().Get("WWW-Authenticate"), w.Header().Get("Location"))
+			}
+		}
+	}
+	// Ordinary hosts, with a port too, are served.
+	for _, host := range []string{"mdm.example.com", "mdm.example.com:8443", "127.0.0.1:8443", "[::1]:8443"} {
+		r := httptest.NewRequest(http.MethodPost, origin+"/mdmauth/enroll/byod", nil)
+		r.Host = host
+		if w := e.mustServe(r, failNext(t)); w.Code != http.StatusUnauthorized {
+			t.Errorf("Host %q: status %d, want the challenge", host, w.Code)
+		}
+	}
+	// Other paths pass whatever their Host: they are not the gateway's.
+	r := httptest.NewRequest(http.MethodGet, origin+"/scep", nil)
+	r.Host = "a@evil.example"
+	n := &recNext{status: http.StatusOK}
+	if w := e.mustServe(r, n.serve); w.Code != http.StatusOK {
+		t.Errorf("pass-through: status %d", w.Code)
 	}
 }
