@@ -226,7 +226,7 @@ func (o *OAuth) Exchange(ctx context.Context, code, clientID, redirectURI, verif
 	}
 	f := &store.Family{
 		Salt: salt,
-		ID: famID, Issuer: c.Issuer, Subject: c.Subject, SessionID: c.SessionID,
+		ID:   famID, Issuer: c.Issuer, Subject: c.Subject, SessionID: c.SessionID,
 		UserIdentifier: c.UserIdentifier, ManagedAppleID: c.ManagedAppleID, Mode: c.Mode,
 		ModelFamily: c.ModelFamily, ClientID: c.ClientID,
 		Profile: c.Profile, RequiredAppID: c.RequiredAppID,
