@@ -225,15 +225,14 @@ func (o *OAuth) Exchange(ctx context.Context, code, clientID, redirectURI, verif
 		return nil, err
 	}
 	f := &store.Family{
-		Salt: salt,
-		ID:   famID, Issuer: c.Issuer, Subject: c.Subject, SessionID: c.SessionID,
+		ID: famID, Issuer: c.Issuer, Subject: c.Subject, SessionID: c.SessionID,
 		UserIdentifier: c.UserIdentifier, ManagedAppleID: c.ManagedAppleID, Mode: c.Mode,
 		ModelFamily: c.ModelFamily, ClientID: c.ClientID,
 		Profile: c.Profile, RequiredAppID: c.RequiredAppID,
 		EnrollmentID: c.EnrollmentID,
 		SignedInAt:   c.SignedInAt, RefreshHash: HashOf(refresh), ExpiresAt: now.Add(o.refreshTTL()),
 		IdPRefresh: c.IdPRefresh, IdPKeyID: c.IdPKeyID, RevalidatedAt: now,
-		CreatedAt: now, UpdatedAt: now,
+		CreatedAt: now, UpdatedAt: now, Salt: salt,
 	}
 	if f.SignedInAt.IsZero() {
 		f.SignedInAt = now
