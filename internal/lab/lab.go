@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -45,7 +46,14 @@ type Options struct {
 	// website, at https://localhost:<port> (Lab.WebsiteURL); {{.Gateway}}
 	// in it is the gateway's URL.
 	Website string
+	// CaddyBinary, when set, is the Caddy executable to run; otherwise
+	// Caddy is built from the repository once per process.
+	CaddyBinary string
 }
+
+// caddyBinary builds Caddy from the repository once per process
+// (testenv.BuildCaddy links a new binary at every call).
+var caddyBinary = sync.OnceValues(testenv.BuildCaddy)
 
 // Password of the default users.
 const Password = "correct horse"
@@ -150,6 +158,12 @@ func Start(tb testenv.TB, o Options) (*Lab, error) {
 		website = fmt.Sprintf("\n%s {\n\ttls %s %s\n%s\n}\n", l.WebsiteURL, certPath, keyPath,
 			strings.ReplaceAll(o.Website, "{{.Gateway}}", l.BaseURL))
 	}
+	bin := o.CaddyBinary
+	if bin == "" {
+		if bin, err = caddyBinary(); err != nil {
+			return nil, err
+		}
+	}
 	var cf strings.Builder
 	if err := caddyfile.Execute(&cf, map[string]any{
 		"Discovery": disc, "Website": website, "SignCert": o.ProfileSignCert, "SignKey": o.ProfileSignKey,
@@ -165,6 +179,7 @@ func Start(tb testenv.TB, o Options) (*Lab, error) {
 		Env:       map[string]string{"MDMAUTH_OIDC_SECRET": l.OIDC.ClientSecret},
 		AdminAddr: fmt.Sprintf("127.0.0.1:%d", adminPort),
 		ReadyURL:  l.BaseURL + "/mdmauth/",
+		Binary:    bin,
 	})
 	if err != nil {
 		return nil, err

@@ -108,6 +108,20 @@ func (n *NanoMDM) LogPath() string { return n.proc.logPath }
 // Stop terminates NanoMDM (its in-memory state is lost).
 func (n *NanoMDM) Stop() error { return n.proc.stop() }
 
+// Start starts NanoMDM again after Stop, on the same address with the same
+// API key, and waits until /version answers. Its in-memory state starts
+// empty: enrollments and queued commands from before are gone.
+func (n *NanoMDM) Start() error {
+	if err := n.proc.start(); err != nil {
+		return err
+	}
+	if err := n.proc.waitReady(StartTimeout, probeOK(n.URL+"/version")); err != nil {
+		_ = n.proc.kill()
+		return err
+	}
+	return nil
+}
+
 // EnqueueError is returned when NanoMDM refuses to enqueue a command.
 type EnqueueError struct {
 	StatusCode int    // HTTP status of the API answer
