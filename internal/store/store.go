@@ -26,6 +26,9 @@ var (
 	// ErrNoSpace: the store refuses writes because its disk is (nearly)
 	// full; reads go on.
 	ErrNoSpace = errors.New("store: not enough free disk space, writes refused")
+	// ErrUnavailable: the backend cannot be reached; callers answer 503,
+	// never a challenge.
+	ErrUnavailable = errors.New("store: backend unavailable")
 )
 
 // Hash is the SHA-256 of an access token. Tokens themselves are never stored.
