@@ -5,6 +5,9 @@
 package caddymodule
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -12,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -19,6 +23,7 @@ import (
 	"github.com/mdmauth/mdmauth/internal/gateway"
 	"github.com/mdmauth/mdmauth/internal/store"
 	"github.com/mdmauth/mdmauth/internal/store/badger"
+	"github.com/mdmauth/mdmauth/internal/store/postgres"
 )
 
 func init() {
@@ -44,6 +49,10 @@ type App struct {
 	// the store is opened: a reload that changes it takes effect once the
 	// directory is reopened.
 	MinFreeSpace int64 `json:"min_free_space,omitempty"`
+	// Postgres, when set, keeps the store in PostgreSQL instead of Badger,
+	// so that several Caddy instances share one fleet (StorageDir and
+	// MinFreeSpace then do not apply).
+	Postgres *PostgresStorage `json:"postgres,omitempty"`
 
 	dir   string
 	store store.Store
@@ -73,11 +82,33 @@ func (App) CaddyModule() caddy.ModuleInfo {
 
 type sharedStore struct{ store.Store }
 
+// PostgresStorage configures the PostgreSQL store.
+type PostgresStorage struct {
+	// DSN is the connection string (URL or key=value; pgxpool's pool_*
+	// settings allowed). {env.*} placeholders are expanded; keep the
+	// password out of the Caddyfile.
+	DSN string `json:"dsn"`
+	// Schema holds mdmauth's tables, created and migrated by the gateway
+	// (default "mdmauth"), so the database may be shared, with NanoMDM's
+	// for instance.
+	Schema string `json:"schema,omitempty"`
+	// MaxConns bounds this instance's connection pool (default: the
+	// DSN's pool_max_conns, else the larger of 4 and the CPU count).
+	MaxConns int32 `json:"max_conns,omitempty"`
+	// Timeout bounds every store operation, the wait for a connection
+	// included (default 5s): with the database down, requests fail fast
+	// with 503 instead of hanging.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
 func (s sharedStore) Destruct() error { return s.Store.Close() }
 
 // Provision opens (or joins) the store.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.log = ctx.Logger()
+	if a.Postgres != nil {
+		return a.provisionPostgres(ctx)
+	}
 	dir := caddy.NewReplacer().ReplaceKnown(a.StorageDir, "")
 	if dir == "" {
 		dir = filepath.Join(caddy.AppDataDir(), "mdm_auth")
@@ -100,6 +131,47 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.store = val.(sharedStore).Store
 	a.adm = new(appAdmin)
 	a.log.Info("token store ready", zap.String("dir", dir), zap.Bool("shared", loaded))
+	return nil
+}
+
+// provisionPostgres opens (or joins) the PostgreSQL store. Opening does not
+// connect: Caddy starts while the database is down, and the store
+// connects, and creates or migrates its schema, on first use.
+func (a *App) provisionPostgres(ctx caddy.Context) error {
+	if a.StorageDir != "" {
+		return fmt.Errorf("mdm_auth: storage_dir and postgres exclude each other")
+	}
+	p := a.Postgres
+	dsn := caddy.NewReplacer().ReplaceKnown(p.DSN, "")
+	if dsn == "" {
+		return fmt.Errorf("mdm_auth postgres: dsn is empty (after expanding %q)", p.DSN)
+	}
+	if p.MaxConns < 0 || p.Timeout < 0 {
+		return fmt.Errorf("mdm_auth postgres: max_conns and timeout must not be negative")
+	}
+	schema := p.Schema
+	if schema == "" {
+		schema = postgres.DefaultSchema
+	}
+	// The pool key names the database without holding the DSN's password.
+	sum := sha256.Sum256([]byte(dsn + "\x00" + schema))
+	key := "postgres:" + hex.EncodeToString(sum[:])
+	val, loaded, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
+		s, err := postgres.Open(context.Background(), postgres.Options{
+			DSN: dsn, Schema: schema, MaxConns: p.MaxConns, OpTimeout: time.Duration(p.Timeout), Logger: slogOf(a.log),
+		})
+		if err != nil {
+			return nil, err
+		}
+		return sharedStore{s}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("opening the PostgreSQL token store: %v", err)
+	}
+	a.dir = key
+	a.store = val.(sharedStore).Store
+	a.adm = new(appAdmin)
+	a.log.Info("token store ready", zap.String("backend", "postgres"), zap.String("schema", schema), zap.Bool("shared", loaded))
 	return nil
 }
 

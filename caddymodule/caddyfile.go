@@ -613,6 +613,13 @@ func (c *Discovery) option(d *caddyfile.Dispenser) error {
 //		mdm_auth {
 //			storage_dir    /var/lib/mdmauth
 //			min_free_space 64MiB   # or off
+//			# or, for several instances on one database:
+//			storage postgres {
+//				dsn       {env.MDMAUTH_PG_DSN}
+//				schema    mdmauth
+//				max_conns 20
+//				timeout   5s
+//			}
 //		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -627,6 +634,45 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 			if !d.AllArgs(&app.StorageDir) {
 				return nil, d.ArgErr()
 			}
+		case "storage":
+			if !d.NextArg() || d.Val() != "postgres" || d.NextArg() {
+				return nil, d.Err("storage takes one backend: postgres (Badger, the default, is set with storage_dir)")
+			}
+			pg := new(PostgresStorage)
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "dsn":
+					if !d.AllArgs(&pg.DSN) {
+						return nil, d.ArgErr()
+					}
+				case "schema":
+					if !d.AllArgs(&pg.Schema) {
+						return nil, d.ArgErr()
+					}
+				case "max_conns":
+					var s string
+					if !d.AllArgs(&s) {
+						return nil, d.ArgErr()
+					}
+					n, err := strconv.ParseInt(s, 10, 32)
+					if err != nil || n <= 0 {
+						return nil, d.Errf("max_conns: want a positive number, got %q", s)
+					}
+					pg.MaxConns = int32(n)
+				case "timeout":
+					dur, err := positiveDuration(d, "timeout")
+					if err != nil {
+						return nil, err
+					}
+					pg.Timeout = dur
+				default:
+					return nil, d.Errf("unknown postgres storage option %q", d.Val())
+				}
+			}
+			if pg.DSN == "" {
+				return nil, d.Err("storage postgres: dsn is required")
+			}
+			app.Postgres = pg
 		case "min_free_space":
 			var s string
 			if !d.AllArgs(&s) {

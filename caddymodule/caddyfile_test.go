@@ -457,6 +457,8 @@ func TestGlobalOption(t *testing.T) {
 		{"mdm_auth", App{}},
 		{"mdm_auth {\n\tmin_free_space 256MiB\n}", App{MinFreeSpace: 256 << 20}},
 		{"mdm_auth {\n\tmin_free_space off\n}", App{MinFreeSpace: -1}},
+		{"mdm_auth {\n\tstorage postgres {\n\t\tdsn {env.MDMAUTH_PG_DSN}\n\t\tschema gw\n\t\tmax_conns 20\n\t\ttimeout 3s\n\t}\n}",
+			App{Postgres: &PostgresStorage{DSN: "{env.MDMAUTH_PG_DSN}", Schema: "gw", MaxConns: 20, Timeout: caddy.Duration(3 * time.Second)}}},
 	}
 	for _, tt := range tests {
 		v, err := parseGlobalOption(caddyfile.NewTestDispenser(tt.src), nil)
@@ -471,11 +473,13 @@ func TestGlobalOption(t *testing.T) {
 		if err := json.Unmarshal(app.Value, &got); err != nil {
 			t.Fatal(err)
 		}
-		if got.StorageDir != tt.want.StorageDir || got.MinFreeSpace != tt.want.MinFreeSpace {
+		if got.StorageDir != tt.want.StorageDir || got.MinFreeSpace != tt.want.MinFreeSpace || !reflect.DeepEqual(got.Postgres, tt.want.Postgres) {
 			t.Errorf("%q: got %+v, want %+v", tt.src, got, tt.want)
 		}
 	}
-	for _, src := range []string{"mdm_auth {\n\tmin_free_space\n}", "mdm_auth {\n\tmin_free_space lots\n}", "mdm_auth {\n\tmin_free_space 0\n}"} {
+	for _, src := range []string{"mdm_auth {\n\tmin_free_space\n}", "mdm_auth {\n\tmin_free_space lots\n}", "mdm_auth {\n\tmin_free_space 0\n}",
+		"mdm_auth {\n\tstorage badger\n}", "mdm_auth {\n\tstorage postgres {\n\t\tschema x\n\t}\n}",
+		"mdm_auth {\n\tstorage postgres {\n\t\tdsn x\n\t\tmax_conns -1\n\t}\n}", "mdm_auth {\n\tstorage postgres {\n\t\tdsn x\n\t\tpassword y\n\t}\n}"} {
 		if _, err := parseGlobalOption(caddyfile.NewTestDispenser(src), nil); err == nil {
 			t.Errorf("%q: no error", src)
 		}

@@ -28,7 +28,7 @@ import (
 // API (or, for backup and restore, open the store offline).
 func addAdminCommands(parent *cobra.Command) {
 	parent.AddCommand(newListCommand(), newShowCommand(), newRevokeCommand(), newProfileCommand(),
-		newStatsCommand(), newBackupCommand(), newRestoreCommand())
+		newStatsCommand(), newBackupCommand(), newRestoreCommand(), newMigrateCommand())
 	for _, name := range []string{"reauth", "block", "unblock", "offboard", "remove"} {
 		parent.AddCommand(newStateCommand(name))
 	}

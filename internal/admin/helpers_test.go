@@ -47,6 +47,8 @@ type env struct {
 	oauth  *token.OAuth
 	srv    *httptest.Server
 	logs   *observer.ObservedLogs
+	// served is the store the API is given (store unless swapStore).
+	served store.Store
 	sites  []admin.Site
 
 	mu sync.Mutex
@@ -69,7 +71,13 @@ func newEnv(t *testing.T) *env {
 		oauth: &token.OAuth{M: m, Key: rotationKey}}
 	h := &admin.Handler{
 		Source: func(context.Context) (*admin.Deployment, func(), error) {
-			return &admin.Deployment{Store: e.store, Sites: e.sites}, func() {}, nil
+			e.mu.Lock()
+			st := e.served
+			e.mu.Unlock()
+			if st == nil {
+				st = e.store
+			}
+			return &admin.Deployment{Store: st, Sites: e.sites}, func() {}, nil
 		},
 		Log: zap.New(core),
 		Now: clock.Now,
@@ -79,6 +87,13 @@ func newEnv(t *testing.T) *env {
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
 	return e
+}
+
+// swapStore makes the API serve s instead of the env's store.
+func (e *env) swapStore(s store.Store) {
+	e.mu.Lock()
+	e.served = s
+	e.mu.Unlock()
 }
 
 func (e *env) secret(s ...string) {

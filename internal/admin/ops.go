@@ -83,7 +83,7 @@ func (c *call) backup(_ []string) {
 	}
 	b, ok := c.st.(store.Backuper)
 	if !ok {
-		c.fail(http.StatusNotImplemented, "this store cannot stream a backup")
+		c.fail(http.StatusNotImplemented, "this store cannot stream a backup: back up its database with the database's own tools (e.g. pg_dump of the mdmauth schema)")
 		return
 	}
 	now := c.h.now().UTC()

@@ -87,7 +87,8 @@ func (c *call) storeError(what string, err error) {
 		c.fail(http.StatusNotFound, "%s not found", what)
 	case errors.Is(err, token.ErrTransition):
 		c.fail(http.StatusConflict, "%v", err)
-	case errors.Is(err, store.ErrClosed), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrNoSpace),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		c.log.Warn("admin api: store unavailable", zap.String("path", c.r.URL.Path), zap.Error(err))
 		c.fail(http.StatusServiceUnavailable, "the store is unavailable: %v", err)
 	default:
