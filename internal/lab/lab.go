@@ -6,7 +6,9 @@
 package lab
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -19,6 +21,7 @@ import (
 	"github.com/mdmauth/mdmauth/internal/device"
 	"github.com/mdmauth/mdmauth/internal/store"
 	"github.com/mdmauth/mdmauth/internal/store/badger"
+	"github.com/mdmauth/mdmauth/internal/store/postgres"
 	"github.com/mdmauth/mdmauth/internal/testenv"
 	"github.com/mdmauth/mdmauth/internal/token"
 )
@@ -49,6 +52,22 @@ type Options struct {
 	// CaddyBinary, when set, is the Caddy executable to run; otherwise
 	// Caddy is built from the repository once per process.
 	CaddyBinary string
+	// PostgresDSN, when set, keeps the token store in PostgreSQL (schema
+	// PostgresSchema, default mdmauth) instead of Badger.
+	PostgresDSN, PostgresSchema string
+	// Instances, when more than 1, runs that many gateways sharing the
+	// PostgreSQL store (PostgresDSN is required), each its own Caddy on
+	// its own ports with public_url set to BaseURL, behind a front Caddy
+	// at BaseURL that balances them round robin (Lab.Caddy).
+	Instances int
+}
+
+// Gateway is one gateway instance of a multi-instance lab.
+type Gateway struct {
+	Caddy *testenv.Caddy
+	// URL is https://127.0.0.1:<port>, the instance itself (bypassing the
+	// front); AdminURL its admin endpoint.
+	URL, AdminURL string
 }
 
 // caddyBinary builds Caddy from the repository once per process
@@ -91,6 +110,12 @@ type Lab struct {
 	// CertPath and KeyPath are the TLS server certificate (127.0.0.1,
 	// localhost) issued by CA.
 	CertPath, KeyPath string
+	// Gateways are the instances behind the front when Options.Instances
+	// is more than 1; nil otherwise (Caddy is then the gateway).
+	Gateways []*Gateway
+
+	postgresDSN, postgresSchema string
+	vars                        map[string]any // the single gateway's Caddyfile
 }
 
 // Start builds what is missing and starts every part.
@@ -164,19 +189,69 @@ func Start(tb testenv.TB, o Options) (*Lab, error) {
 			return nil, err
 		}
 	}
-	var cf strings.Builder
-	if err := caddyfile.Execute(&cf, map[string]any{
+	if o.Instances > 1 && o.PostgresDSN == "" {
+		return nil, fmt.Errorf("lab: %d instances need Options.PostgresDSN", o.Instances)
+	}
+	l.postgresDSN, l.postgresSchema = o.PostgresDSN, o.PostgresSchema
+	env := map[string]string{"MDMAUTH_OIDC_SECRET": l.OIDC.ClientSecret, "MDMAUTH_PG_DSN": o.PostgresDSN}
+	vars := map[string]any{
 		"Discovery": disc, "Website": website, "SignCert": o.ProfileSignCert, "SignKey": o.ProfileSignKey,
 		"Admin": adminPort, "HTTP": httpPort, "HTTPS": httpsPort,
 		"Storage": l.StorageDir, "Cert": certPath, "Key": keyPath, "AccessLog": l.AccessLog,
 		"Issuer": l.OIDC.Issuer, "ClientID": l.OIDC.ClientID, "Template": l.TemplatePath,
 		"NanoMDM": l.NanoMDM.Addr, "TTL": o.AccessTokenTTL, "Extra": o.Handler, "OIDCExtra": o.OIDC,
-	}); err != nil {
+		"Postgres": o.PostgresDSN != "", "Schema": o.PostgresSchema, "DSN": "{env.MDMAUTH_PG_DSN}",
+	}
+	l.vars = vars
+	if o.Instances > 1 {
+		var upstreams []string
+		for i := 0; i < o.Instances; i++ {
+			p := make([]int, 3)
+			for j := range p {
+				if p[j], err = testenv.FreePort(); err != nil {
+					return nil, err
+				}
+			}
+			gw := &Gateway{URL: fmt.Sprintf("https://127.0.0.1:%d", p[0]), AdminURL: fmt.Sprintf("http://127.0.0.1:%d", p[2])}
+			vars["HTTPS"], vars["HTTP"], vars["Admin"] = p[0], p[1], p[2]
+			vars["PublicURL"] = l.BaseURL
+			vars["AccessLog"] = filepath.Join(dir, fmt.Sprintf("access-%d.log", i+1))
+			var cf strings.Builder
+			if err := caddyfile.Execute(&cf, vars); err != nil {
+				return nil, err
+			}
+			if gw.Caddy, err = testenv.StartCaddy(tb, testenv.CaddyOptions{
+				Caddyfile: cf.String(), Env: env, AdminAddr: fmt.Sprintf("127.0.0.1:%d", p[2]),
+				ReadyURL: gw.URL + "/mdmauth/", Binary: bin,
+			}); err != nil {
+				return nil, err
+			}
+			l.Gateways = append(l.Gateways, gw)
+			upstreams = append(upstreams, strings.TrimPrefix(gw.URL, "https://"))
+		}
+		var cf strings.Builder
+		if err := frontCaddyfile.Execute(&cf, map[string]any{
+			"Admin": adminPort, "HTTP": httpPort, "HTTPS": httpsPort, "Cert": certPath, "Key": keyPath,
+			"CA": caPath, "Upstreams": strings.Join(upstreams, " "),
+		}); err != nil {
+			return nil, err
+		}
+		l.Caddy, err = testenv.StartCaddy(tb, testenv.CaddyOptions{
+			Caddyfile: cf.String(), AdminAddr: fmt.Sprintf("127.0.0.1:%d", adminPort),
+			ReadyURL: l.BaseURL + "/mdmauth/", Binary: bin,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return l, nil
+	}
+	var cf strings.Builder
+	if err := caddyfile.Execute(&cf, vars); err != nil {
 		return nil, err
 	}
 	l.Caddy, err = testenv.StartCaddy(tb, testenv.CaddyOptions{
 		Caddyfile: cf.String(),
-		Env:       map[string]string{"MDMAUTH_OIDC_SECRET": l.OIDC.ClientSecret},
+		Env:       env,
 		AdminAddr: fmt.Sprintf("127.0.0.1:%d", adminPort),
 		ReadyURL:  l.BaseURL + "/mdmauth/",
 		Binary:    bin,
@@ -187,13 +262,51 @@ func Start(tb testenv.TB, o Options) (*Lab, error) {
 	return l, nil
 }
 
+// frontCaddyfile is the load balancer of a multi-instance lab: TLS to the
+// devices and browsers, TLS to each gateway, round robin, and a dial
+// failure (an instance gone) retried on the next one.
+var frontCaddyfile = template.Must(template.New("front").Parse(`{
+	admin 127.0.0.1:{{.Admin}}
+	http_port {{.HTTP}}
+	https_port {{.HTTPS}}
+}
+
+https://127.0.0.1:{{.HTTPS}} {
+	tls {{.Cert}} {{.Key}}
+	reverse_proxy {{.Upstreams}} {
+		lb_policy round_robin
+		lb_try_duration 10s
+		lb_try_interval 100ms
+		fail_duration 5s
+		transport http {
+			tls
+			tls_trust_pool file {{.CA}}
+		}
+	}
+}
+`))
+
 var caddyfile = template.Must(template.New("Caddyfile").Parse(`{
 	admin 127.0.0.1:{{.Admin}}
 	http_port {{.HTTP}}
 	https_port {{.HTTPS}}
 	mdm_auth {
+{{- if .Postgres}}
+		storage postgres {
+			dsn {{.DSN}}
+{{- if .Schema}}
+			schema {{.Schema}}
+{{- end}}
+		}
+{{- else}}
 		storage_dir {{.Storage}}
+{{- end}}
 	}
+{{- if .PublicURL}}
+	servers {
+		trusted_proxies static 127.0.0.1/32
+	}
+{{- end}}
 }
 
 https://127.0.0.1:{{.HTTPS}} {
@@ -203,6 +316,9 @@ https://127.0.0.1:{{.HTTPS}} {
 		format json
 	}
 	mdm_auth {
+{{- if .PublicURL}}
+		public_url {{.PublicURL}}
+{{- end}}
 		oidc {
 			issuer {{.Issuer}}
 			client_id {{.ClientID}}
@@ -267,6 +383,18 @@ func (l *Lab) DeviceConfig(family, product, identifier, username string) (device
 // per directory), runs fn with a token manager on it, closes it and starts
 // Caddy again: what an operator does through the store API.
 func (l *Lab) WithStore(fn func(m *token.Manager, s store.Store) error) error {
+	if l.postgresDSN != "" {
+		// PostgreSQL is shared: no need to stop anything.
+		s, err := postgres.Open(context.Background(), postgres.Options{DSN: l.postgresDSN, Schema: l.postgresSchema, PurgeInterval: -1})
+		if err != nil {
+			return err
+		}
+		ferr := fn(&token.Manager{Store: s, Lifetime: token.Lifetime{TTL: 24 * time.Hour, Floor: time.Hour}}, s)
+		if err := s.Close(); err != nil && ferr == nil {
+			ferr = err
+		}
+		return ferr
+	}
 	if err := l.Caddy.Stop(); err != nil {
 		return fmt.Errorf("stopping caddy: %w", err)
 	}
@@ -282,6 +410,28 @@ func (l *Lab) WithStore(fn func(m *token.Manager, s store.Store) error) error {
 		ferr = fmt.Errorf("starting caddy: %w", err)
 	}
 	return ferr
+}
+
+// SwitchToPostgres stops the (single) gateway, rewrites its Caddyfile to
+// keep the store in PostgreSQL at dsn (schema, default mdmauth) instead of
+// Badger, and starts it again: the last step of a migration.
+func (l *Lab) SwitchToPostgres(dsn, schema string) error {
+	if l.Gateways != nil {
+		return fmt.Errorf("lab: SwitchToPostgres is for a single gateway")
+	}
+	if err := l.Caddy.Stop(); err != nil && !errors.Is(err, testenv.ErrNotRunning) {
+		return err
+	}
+	l.vars["Postgres"], l.vars["Schema"], l.vars["DSN"] = true, schema, dsn
+	var cf strings.Builder
+	if err := caddyfile.Execute(&cf, l.vars); err != nil {
+		return err
+	}
+	if err := os.WriteFile(l.Caddy.CaddyfilePath, []byte(cf.String()), 0o600); err != nil {
+		return err
+	}
+	l.postgresDSN, l.postgresSchema = dsn, schema
+	return l.Caddy.Start()
 }
 
 // WriteProfileTemplate writes the lab's enrollment profile template to
