@@ -14,7 +14,9 @@ import (
 	"github.com/mdmauth/mdmauth/internal/admin"
 	"github.com/mdmauth/mdmauth/internal/device"
 	"github.com/mdmauth/mdmauth/internal/lab"
+	"github.com/mdmauth/mdmauth/internal/store"
 	"github.com/mdmauth/mdmauth/internal/testenv"
+	"github.com/mdmauth/mdmauth/internal/token"
 )
 
 // Several gateways on one PostgreSQL database, behind a round-robin front
@@ -101,18 +103,30 @@ func TestPostgresTwoGatewaysAsOne(t *testing.T) {
 	}
 }
 
-// raceTransport sends the browser's request to the OIDC callback to every
-// gateway at once, the same state, code and cookie, and hands the browser
-// the first 308 among the answers (or the last answer).
+// raceTransport sends each request that match selects to every gateway
+// at once, the same body and headers (a sign-in's callback with its state,
+// code and cookie; a token request with its code), and hands the client
+// the first success among the answers (or the last answer).
 type raceTransport struct {
 	base     http.RoundTripper
 	gateways []*lab.Gateway
+	match    func(r *http.Request, body []byte) bool
 	mu       sync.Mutex
 	statuses []int
 }
 
 func (rt *raceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if !strings.HasSuffix(r.URL.Path, "/oidc/callback") {
+	var body []byte
+	if r.Body != nil {
+		b, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		body = b
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	if !rt.match(r, body) {
 		return rt.base.RoundTrip(r)
 	}
 	resps := make([]*http.Response, len(rt.gateways))
@@ -125,6 +139,7 @@ func (rt *raceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		req := r.Clone(r.Context())
+		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.URL.Host = u.Host
 		req.Host = r.URL.Host // the public host, as through the front
 		wg.Add(1)
@@ -144,7 +159,7 @@ func (rt *raceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		rt.mu.Lock()
 		rt.statuses = append(rt.statuses, resp.StatusCode)
 		rt.mu.Unlock()
-		if chosen == nil && resp.StatusCode == http.StatusPermanentRedirect {
+		if chosen == nil && (resp.StatusCode == http.StatusPermanentRedirect || resp.StatusCode == http.StatusOK) {
 			chosen = resp
 			continue
 		}
@@ -163,7 +178,8 @@ func (rt *raceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestPostgresSignInRacedOnTwoGateways(t *testing.T) {
 	l, _ := startPGLab(t, 2, lab.Options{})
 	c := ctx(t)
-	rt := &raceTransport{base: l.HTTPClient.Transport, gateways: l.Gateways}
+	rt := &raceTransport{base: l.HTTPClient.Transport, gateways: l.Gateways,
+		match: func(r *http.Request, _ []byte) bool { return strings.HasSuffix(r.URL.Path, "/oidc/callback") }}
 	client := *l.HTTPClient
 	client.Transport = rt
 	d := newDeviceWith(t, l, "iPhone", "iPhone17,2", "alice@example.com", "alice", func(cfg *device.Config) {
@@ -183,6 +199,60 @@ func TestPostgresSignInRacedOnTwoGateways(t *testing.T) {
 	}
 	if got := strings.Count(l.Gateways[0].Caddy.Logs()+l.Gateways[1].Caddy.Logs(), `"event":"token.issued"`); got != 1 {
 		t.Fatalf("%d tokens issued for one sign-in", got)
+	}
+}
+
+// An apple-oauth2 authorization code redeemed on both gateways at once:
+// at most one redemption succeeds, and the replay revokes whatever the code
+// gave (RFC 6749 section 4.1.2), as on one gateway: no token family issued
+// from the code stays usable. (When the replay lands before the first
+// redemption stored its family, both are refused.)
+func TestPostgresCodeRacedOnTwoGateways(t *testing.T) {
+	l, _ := startPGLab(t, 2, lab.Options{Handler: "\t\tsign_in oauth2\n"})
+	c := ctx(t)
+	rt := &raceTransport{base: l.HTTPClient.Transport, gateways: l.Gateways,
+		match: func(r *http.Request, body []byte) bool {
+			return strings.HasSuffix(r.URL.Path, "/oauth2/token") && bytes.Contains(body, []byte("grant_type=authorization_code"))
+		}}
+	client := *l.HTTPClient
+	client.Transport = rt
+	d := newDeviceWith(t, l, "iPhone", "iPhone17,2", "alice@example.com", "alice", func(cfg *device.Config) {
+		cfg.HTTPClient = &client
+	})
+	_, _ = d.Enroll(c) // the device may or may not get through: the race decides
+	rt.mu.Lock()
+	statuses := append([]int(nil), rt.statuses...)
+	rt.mu.Unlock()
+	ok := 0
+	for _, s := range statuses {
+		if s == http.StatusOK {
+			ok++
+		}
+	}
+	if len(statuses) != 2 || ok > 1 {
+		t.Fatalf("token endpoint answers %v: want at most one 200 of two", statuses)
+	}
+	logs := l.Gateways[0].Caddy.Logs() + l.Gateways[1].Caddy.Logs()
+	if !strings.Contains(logs, `"reason":"code_replay"`) {
+		t.Fatal("the replayed code was not recorded as code_replay")
+	}
+	if got := strings.Count(logs, `"event":"oauth2.token_issued"`); got != ok {
+		t.Fatalf("%d token pairs issued, %d answered", got, ok)
+	}
+	families := 0
+	if err := l.WithStore(func(_ *token.Manager, s store.Store) error {
+		return s.ScanFamilies(c, "", func(f *store.Family) bool {
+			families++
+			if f.RevokedAt.IsZero() || f.RevokeReason != "code_replay" {
+				t.Errorf("family %s left usable after the replay (revoked %v, %q)", f.ID, f.RevokedAt, f.RevokeReason)
+			}
+			return true
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if families == 0 {
+		t.Fatal("no family recorded: the replay could not have been revoked")
 	}
 }
 
