@@ -513,7 +513,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"unknown handler option", site("\t\tprotekt /mdm/ad"), []string{`unknown mdm_auth option "protekt"`}, 3},
 		{"unknown oidc option", site("\t\toidc {\n\t\t\tclient_secrett x\n\t\t}"), []string{`unknown oidc option "client_secrett"`}, 4},
 		{"unknown discovery option", site("\t\tdiscovery {\n\t\t\tdomain example.com\n\t\t}"), []string{`unknown discovery option "domain"`}, 4},
-		{"unknown global option", "{\n\tmdm_auth {\n\t\tstorage /x\n\t}\n}\n", []string{`unknown mdm_auth global option "storage"`}, 3},
+		{"unknown global option", "{\n\tmdm_auth {\n\t\tstore /x\n\t}\n}\n", []string{`unknown mdm_auth global option "store"`}, 3},
+		{"storage without postgres", "{\n\tmdm_auth {\n\t\tstorage /x\n\t}\n}\n", []string{"storage takes one backend: postgres"}, 3},
 
 		// missing or extra arguments
 		{"directive argument", "mdm.example.com {\n\tmdm_auth enroll {\n\t}\n}\n", []string{"takes no matcher or arguments", `"enroll"`}, 2},
