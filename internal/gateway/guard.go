@@ -66,13 +66,7 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, next Next) error
 	r.Header.Del("Authorization")
 	// The body reader and the status recorder share one allocation.
 	fw := &forward{rec: statusRecorder{ResponseWriter: w}}
-	fw.body.Reset(body)
-	r.Body = &fw.body
-	r.ContentLength = int64(len(body))
-	if n, err := strconv.Atoi(r.Header.Get("Content-Length")); err != nil || n != len(body) {
-		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
-	}
-	r.TransferEncoding = nil
+	passBody(r, &fw.body, body)
 	rec := &fw.rec
 	err = next(rec, r)
 	if err != nil || rec.status < 200 || rec.status > 299 || !dec.Pending() {
@@ -167,3 +161,15 @@ type forward struct {
 type bodyReader struct{ bytes.Reader }
 
 func (*bodyReader) Close() error { return nil }
+
+// passBody makes body, read whole, r's body again (through rd), with a
+// Content-Length that matches it.
+func passBody(r *http.Request, rd *bodyReader, body []byte) {
+	rd.Reset(body)
+	r.Body = rd
+	r.ContentLength = int64(len(body))
+	if n, err := strconv.Atoi(r.Header.Get("Content-Length")); err != nil || n != len(body) {
+		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	r.TransferEncoding = nil
+}

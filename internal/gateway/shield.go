@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"net/http"
-	"strconv"
 
 	"go.uber.org/zap"
 
@@ -47,13 +46,6 @@ func (g *Gateway) refuseAccountDriven(w http.ResponseWriter, r *http.Request, ne
 			return nil
 		}
 	}
-	fw := &bodyReader{}
-	fw.Reset(body)
-	r.Body = fw
-	r.ContentLength = int64(len(body))
-	if n, err := strconv.Atoi(r.Header.Get("Content-Length")); err != nil || n != len(body) {
-		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
-	}
-	r.TransferEncoding = nil
+	passBody(r, &bodyReader{}, body)
 	return next(w, r)
 }

@@ -5,10 +5,8 @@ package testenv
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -73,44 +71,12 @@ func runAs(u *osUser) *syscall.SysProcAttr {
 // credentials set before the program starts, so that the death signal
 // survives the change of user.
 func startAs(p *process, u *osUser) error {
-	if u == nil {
-		return p.start()
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil {
-		select {
-		case <-p.done:
-		default:
-			return fmt.Errorf("testenv: %s already running", p.name)
-		}
-	}
-	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("testenv: %s log: %w", p.name, err)
-	}
-	fmt.Fprintf(f, "=== testenv: starting %s as %s at %s\n", p.name, u.name, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(p.path, p.args...)
-	cmd.Env = p.env
-	cmd.Dir = p.dir
-	cmd.Stdout = f
-	cmd.Stderr = f
-	cmd.SysProcAttr = runAs(u)
-	err = cmd.Start()
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("testenv: starting %s: %w", p.name, err)
-	}
-	done := make(chan struct{})
-	p.cmd, p.done, p.err = cmd, done, nil
-	go func() {
-		err := cmd.Wait()
+	if u != nil {
 		p.mu.Lock()
-		p.err = err
+		p.attr, p.user = func() *syscall.SysProcAttr { return runAs(u) }, u.name
 		p.mu.Unlock()
-		close(done)
-	}()
-	return nil
+	}
+	return p.start()
 }
 
 // interrupt asks the postmaster for a fast shutdown.

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -59,7 +60,11 @@ type process struct {
 	dir     string
 	logPath string
 
-	mu   sync.Mutex
+	mu sync.Mutex
+	// attr, when set, gives the process attributes instead of
+	// sysProcAttr (another user, say, named by user in the log).
+	attr func() *syscall.SysProcAttr
+	user string
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the current run has exited
 	err  error         // the current run's exit error, valid once done is closed
@@ -86,14 +91,18 @@ func (p *process) start() error {
 		return fmt.Errorf("testenv: %s log: %w", p.name, err)
 	}
 	// Only the name: arguments may carry secrets such as NanoMDM's API key.
-	fmt.Fprintf(f, "=== testenv: starting %s at %s\n", p.name, time.Now().Format(time.RFC3339Nano))
+	who, attr := p.name, sysProcAttr()
+	if p.attr != nil {
+		who, attr = p.name+" as "+p.user, p.attr()
+	}
+	fmt.Fprintf(f, "=== testenv: starting %s at %s\n", who, time.Now().Format(time.RFC3339Nano))
 
 	cmd := exec.Command(p.path, p.args...)
 	cmd.Env = p.env
 	cmd.Dir = p.dir
 	cmd.Stdout = f
 	cmd.Stderr = f
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = attr
 	err = cmd.Start()
 	f.Close() // the child holds its own copy
 	if err != nil {
