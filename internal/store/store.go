@@ -189,8 +189,11 @@ type Secrets interface {
 }
 
 // Inventory walks and summarises what the store holds, for the admin API,
-// statistics and back-channel logout. Scans see a consistent snapshot and
-// stop when fn returns false; records the backend has purged are not seen.
+// statistics and back-channel logout. Scans stop when fn returns false and
+// see every record as it was at some moment of the scan: Badger scans one
+// snapshot, PostgreSQL pages through several (so a record written during a
+// long scan may or may not be seen, and none is seen twice). Records the
+// backend has purged are not seen.
 type Inventory interface {
 	// ScanEnrollments calls fn for each enrollment whose id is >= from, in
 	// ascending id order.
