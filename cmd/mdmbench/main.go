@@ -10,6 +10,10 @@
 //     rate: requests/s, latency percentiles, errors, Caddy's CPU per
 //     1,000 requests, peak RSS and its anonymous (heap) and file-backed
 //     (mapped store) parts, B/A ratios, added latency;
+//   - C (B with the PostgreSQL store, on a private PostgreSQL server) in
+//     the same runs: its figures next to A and B, C/A and C/B, the
+//     database server's CPU per 1,000 requests and connections, and
+//     sizing per 10,000 devices (-postgres=false skips it);
 //   - B with 10k, 100k (and with -scale-full 1M) live tokens in the store;
 //   - full enrollments through the gateway and the real provider;
 //   - the hot path's Go benchmarks;
@@ -19,6 +23,7 @@
 //
 //	go run ./cmd/mdmbench                      # the default run (about 15 min on 2 cores)
 //	go run ./cmd/mdmbench -quick               # a smoke run of a minute or two
+//	go run ./cmd/mdmbench -postgres=false      # without configuration C
 //	go run ./cmd/mdmbench -scale-full -pprof prof -docs docs/benchmarks.md
 //	go run ./cmd/mdmbench -from .bin/mdmbench.json -docs docs/benchmarks.md
 package main
@@ -64,6 +69,7 @@ func run() error {
 		resultShare  = flag.Float64("result-share", d.ResultShare, "fraction of requests that are command results (the rest: Status Idle)")
 		maxRequests  = flag.Int64("max-requests", d.MaxRequests, "bound on the requests of one measured run")
 		upstreams    = flag.String("upstreams", joinUpstreams(d.Upstreams), `A/B runs against "fast", "nanomdm" or both; "" skips them`)
+		pg           = flag.Bool("postgres", d.Postgres, "add configuration C (B with the PostgreSQL store) to the A/B runs and the PostgreSQL store's Go benchmark; needs the PostgreSQL server binaries")
 		scale        = flag.String("scale", joinInts(d.ScaleSizes), `live tokens of the scale runs, ascending; "" skips them`)
 		scaleFull    = flag.Bool("scale-full", false, "add a scale run with 1,000,000 live tokens (preloading takes minutes)")
 		enrollConc   = flag.Int("enroll-concurrency", d.EnrollConcurrency, "full enrollments at a time; 0 skips them")
@@ -71,7 +77,7 @@ func run() error {
 		enrollDur    = flag.Duration("enroll-duration", d.EnrollDuration, "bound on the time of the full enrollments")
 		goBench      = flag.Bool("gobench", d.GoBench, "run the hot path's Go benchmarks")
 		goBenchTime  = flag.String("gobench-time", d.GoBenchTime, "go test -benchtime of the Go benchmarks")
-		pprofDir     = flag.String("pprof", "", "directory for Caddy's CPU and allocation profiles of an extra B run (fast upstream)")
+		pprofDir     = flag.String("pprof", "", "directory for Caddy's CPU and allocation profiles of an extra B (and C) run (fast upstream)")
 		preloadDir   = flag.String("preload-dir", defaultPreloadDir(), "where stores are filled before use (a tmpfs makes it fast); \"\" fills them in place")
 		caddyBin     = flag.String("caddy", "", "Caddy with mdm_auth to use instead of building ./cmd/caddy")
 		out          = flag.String("out", defaultOut, `write the figures as JSON to this file (relative to the repository when left as is); "" does not`)
@@ -100,7 +106,7 @@ func run() error {
 		o.Devices, o.Connections, o.Duration, o.Warmup, o.Rounds = *devices, *conns, *duration, *warmup, *rounds
 		o.RateFraction, o.ResultShare, o.MaxRequests = *rateFraction, *resultShare, *maxRequests
 		o.EnrollConcurrency, o.EnrollMax, o.EnrollDuration = *enrollConc, *enrollMax, *enrollDur
-		o.GoBench, o.GoBenchTime = *goBench, *goBenchTime
+		o.GoBench, o.GoBenchTime, o.Postgres = *goBench, *goBenchTime, *pg
 		o.ProfileDir, o.PreloadDir, o.CaddyBinary = *pprofDir, *preloadDir, *caddyBin
 		var err error
 		if o.Upstreams, err = parseUpstreams(*upstreams); err != nil {

@@ -44,8 +44,8 @@ func TestParseInts(t *testing.T) {
 		}
 	}
 	d := bench.DefaultOptions()
-	if joinInts(d.ScaleSizes) != "10000,100000" || joinUpstreams(d.Upstreams) != "fast,nanomdm" {
-		t.Errorf("flag defaults %q %q", joinInts(d.ScaleSizes), joinUpstreams(d.Upstreams))
+	if joinInts(d.ScaleSizes) != "10000,100000" || joinUpstreams(d.Upstreams) != "fast,nanomdm" || !d.Postgres {
+		t.Errorf("flag defaults %q %q, postgres %v", joinInts(d.ScaleSizes), joinUpstreams(d.Upstreams), d.Postgres)
 	}
 }
 

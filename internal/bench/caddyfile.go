@@ -8,13 +8,21 @@ import (
 // Config is a measured Caddy configuration.
 type Config string
 
-// The two configurations every comparison alternates.
+// The configurations every comparison alternates.
 const (
 	// ConfigA is Caddy with reverse_proxy alone.
 	ConfigA Config = "A"
-	// ConfigB is the same site with mdm_auth in front of reverse_proxy.
+	// ConfigB is the same site with mdm_auth in front of reverse_proxy,
+	// with the Badger store (the default).
 	ConfigB Config = "B"
+	// ConfigC is B with the PostgreSQL store (storage postgres), on a
+	// PostgreSQL server of its own on loopback.
+	ConfigC Config = "C"
 )
+
+// PostgresDSNEnv is the environment variable that hands configuration C's
+// Caddy the database's DSN, as an operator's Caddyfile would.
+const PostgresDSNEnv = "MDMAUTH_PG_DSN"
 
 // Upstream names what Caddy proxies to.
 type Upstream string
@@ -35,6 +43,7 @@ const MDMPath = "/mdm/ad"
 // caddyfileData fills caddyfileTemplate.
 type caddyfileData struct {
 	Gateway                 bool
+	Postgres                bool // the store is PostgreSQL, DSN from PostgresDSNEnv
 	Admin, HTTP, HTTPS      int
 	Storage, Cert, Key      string
 	Issuer, ClientID        string
@@ -42,8 +51,9 @@ type caddyfileData struct {
 }
 
 // caddyfileTemplate has the shape of Caddyfile.example. Configuration A is
-// the same file without the two mdm_auth blocks. No access log: both
-// configurations would pay for it alike and it would hide the gateway's
+// the same file without the two mdm_auth blocks; C differs from B only in
+// the store (the pool has its default size). No access log: every
+// configuration would pay for it alike and it would hide the gateway's
 // share.
 var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 	admin 127.0.0.1:{{.Admin}}
@@ -51,7 +61,13 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 	https_port {{.HTTPS}}
 {{- if .Gateway}}
 	mdm_auth {
+{{- if .Postgres}}
+		storage postgres {
+			dsn {env.MDMAUTH_PG_DSN}
+		}
+{{- else}}
 		storage_dir {{.Storage}}
+{{- end}}
 	}
 {{- end}}
 	servers {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,6 +38,12 @@ type env struct {
 	upstreamAddr string
 	nano         *testenv.NanoMDM
 	idp          *testenv.OIDC
+	// pg is configuration C's database server (nil without C), of
+	// version pgVersion with shared_buffers pgBuffers; the fleet took
+	// pgStoreBytes in it.
+	pg                   *testenv.PG
+	pgVersion, pgBuffers string
+	pgStoreBytes         int64
 }
 
 // benchPassword is the password of the provider's benchmark users.
@@ -126,6 +133,11 @@ func startEnv(o *Options) (*env, error) {
 	if e.idp, err = testenv.StartOIDC(e.tb, benchUsers(o.EnrollUsers), []string{e.base + "/mdmauth/oidc/callback"}); err != nil {
 		return nil, err
 	}
+	if o.Postgres && len(o.Upstreams) > 0 {
+		if e.pg, e.pgVersion, e.pgBuffers, err = startPostgres(e.tb, o.logf); err != nil {
+			return nil, err
+		}
+	}
 	return e, nil
 }
 
@@ -134,17 +146,27 @@ type caddy struct {
 	*testenv.Caddy
 	// Ready is the time from start until it served.
 	Ready time.Duration
+	// postgres: the store is e.pg's database (configuration C).
+	postgres bool
 }
 
 // startCaddy starts a fresh Caddy in configuration cfg in front of up,
-// with the token store in storage (configuration B).
+// with the token store in storage (configuration B) or in e.pg's
+// database (C).
 func (e *env) startCaddy(cfg Config, up Upstream, storage string) (*caddy, error) {
 	target := e.upstreamAddr
 	if up == UpstreamNanoMDM {
 		target = e.nano.Addr
 	}
+	env := map[string]string{"MDMAUTH_OIDC_SECRET": e.idp.ClientSecret}
+	if cfg == ConfigC {
+		if e.pg == nil {
+			return nil, errors.New("bench: configuration C without a PostgreSQL server")
+		}
+		env[PostgresDSNEnv] = e.pg.DSN()
+	}
 	cf, err := renderCaddyfile(caddyfileData{
-		Gateway: cfg == ConfigB, Admin: e.admin, HTTP: e.httpPort, HTTPS: e.https,
+		Gateway: cfg != ConfigA, Postgres: cfg == ConfigC, Admin: e.admin, HTTP: e.httpPort, HTTPS: e.https,
 		Storage: storage, Cert: e.cert, Key: e.key, Issuer: e.idp.Issuer, ClientID: e.idp.ClientID,
 		Template: e.template, Upstream: target, TTL: "90d",
 	})
@@ -154,7 +176,7 @@ func (e *env) startCaddy(cfg Config, up Upstream, storage string) (*caddy, error
 	start := time.Now()
 	c, err := testenv.StartCaddy(e.tb, testenv.CaddyOptions{
 		Caddyfile: cf,
-		Env:       map[string]string{"MDMAUTH_OIDC_SECRET": e.idp.ClientSecret},
+		Env:       env,
 		AdminAddr: fmt.Sprintf("127.0.0.1:%d", e.admin),
 		ReadyURL:  e.base + "/",
 		Binary:    e.caddyBin,
@@ -162,7 +184,7 @@ func (e *env) startCaddy(cfg Config, up Upstream, storage string) (*caddy, error
 	if err != nil {
 		return nil, err
 	}
-	return &caddy{Caddy: c, Ready: time.Since(start)}, nil
+	return &caddy{Caddy: c, Ready: time.Since(start), postgres: cfg == ConfigC}, nil
 }
 
 // target is where the load generator connects.

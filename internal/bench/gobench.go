@@ -22,6 +22,13 @@ var GoBenchPackages = []string{
 	"./internal/store/badger",
 }
 
+// GoBenchPostgresPackage holds the PostgreSQL store's lookup benchmark
+// (BenchmarkLookup: one round trip to a private server on loopback,
+// serial and parallel); Run adds it to GoBenchPackages with
+// Options.Postgres. Its TestMain starts the server, so it needs the
+// PostgreSQL server binaries.
+const GoBenchPostgresPackage = "./internal/store/postgres"
+
 // RunGoBench runs "go test -run ^$ -bench . -benchmem" on pkgs in the
 // module at root and returns the parsed results.
 func RunGoBench(ctx context.Context, root, benchtime string, pkgs []string) ([]GoBench, error) {

@@ -58,3 +58,25 @@ func TestRunGoBench(t *testing.T) {
 		t.Error("RunGoBench of a missing package succeeded")
 	}
 }
+
+// TestRunGoBenchPostgres: the PostgreSQL store's benchmark runs from the
+// harness (its TestMain starts a server of its own) and both of its
+// variants are parsed.
+func TestRunGoBenchPostgres(t *testing.T) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	got, err := RunGoBench(ctx, root, "1x", []string{GoBenchPostgresPackage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"BenchmarkLookup/Serial", "BenchmarkLookup/Parallel"} {
+		b := findGoBench(got, name)
+		if b == nil || b.Package != "github.com/mdmauth/mdmauth/internal/store/postgres" || b.NsPerOp <= 0 || b.AllocsPerOp <= 0 {
+			t.Errorf("%s: %+v in %+v", name, b, got)
+		}
+	}
+}

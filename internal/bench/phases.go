@@ -15,6 +15,10 @@ import (
 // usage is the CPU and memory a measured run cost.
 type usage struct {
 	caddy, upstream, self time.Duration
+	// postgres is the CPU of the database server's process tree and
+	// conns its client connections at the end of the run (C only).
+	postgres time.Duration
+	conns    int
 	// rss is Caddy's peak resident set during the run (since its start
 	// when the peak was not reset).
 	rss int64
@@ -27,8 +31,11 @@ type usage struct {
 // of Caddy, of the process at upstreamPID and of this process around it,
 // and Caddy's resident set: its peak (VmHWM) and, sampled every
 // memSampleInterval and at the end, its anonymous and file-backed parts.
-// With resetPeak, Caddy's peak RSS is reset first, so the peak is the
-// run's own.
+// When c uses the PostgreSQL store, it also reads the CPU time of the
+// database server's whole process tree (the postmaster, its background
+// processes and the backends serving Caddy's connections) and counts
+// Caddy's connections at the end. With resetPeak, Caddy's peak RSS is
+// reset first, so the peak is the run's own.
 func (e *env) measure(ctx context.Context, c *caddy, upstreamPID int, spec LoadSpec, resetPeak bool) (*LoadResult, usage, error) {
 	pid := c.PID()
 	if pid == 0 {
@@ -37,6 +44,13 @@ func (e *env) measure(ctx context.Context, c *caddy, upstreamPID int, spec LoadS
 	if resetPeak {
 		if err := ResetPeakRSS(pid); err != nil {
 			e.o.logf("  (peak RSS not reset, reporting the peak since start: %v)", err)
+		}
+	}
+	var dbBefore time.Duration
+	var err error
+	if c.postgres {
+		if dbBefore, err = TreeCPU(e.pg.PID()); err != nil {
+			return nil, usage{}, fmt.Errorf("reading postgres's /proc: %w", err)
 		}
 	}
 	before, err := sampleAll(pid, upstreamPID)
@@ -56,6 +70,12 @@ func (e *env) measure(ctx context.Context, c *caddy, upstreamPID int, spec LoadS
 	if err != nil {
 		return nil, usage{}, err
 	}
+	var dbAfter time.Duration
+	if c.postgres {
+		if dbAfter, err = TreeCPU(e.pg.PID()); err != nil {
+			return nil, usage{}, fmt.Errorf("reading postgres's /proc: %w", err)
+		}
+	}
 	peak.add(before[0].Memory)
 	peak.add(after[0].Memory)
 	u := usage{
@@ -67,6 +87,14 @@ func (e *env) measure(ctx context.Context, c *caddy, upstreamPID int, spec LoadS
 	}
 	if upstreamPID != 0 {
 		u.upstream = after[1].CPU - before[1].CPU
+	}
+	if c.postgres {
+		// Counted after the CPU readings: the counting connection's
+		// backend is not part of the run's cost.
+		u.postgres = dbAfter - dbBefore
+		if u.conns, err = e.postgresConnections(ctx); err != nil {
+			return nil, usage{}, fmt.Errorf("counting postgres connections: %w", err)
+		}
 	}
 	return res, u, nil
 }
@@ -110,16 +138,21 @@ func (e *env) warm(ctx context.Context, f Fleet) error {
 	return nil
 }
 
-// loadPhase alternates A and B for every upstream, round after round,
-// each with a fresh Caddy: warm-up, max rate, then a fixed rate of
-// RateFraction × A's max rate of the same round.
+// loadPhase alternates A and B (and C with Options.Postgres) for every
+// upstream, round after round, each with a fresh Caddy: warm-up, max
+// rate, then a fixed rate of RateFraction × A's max rate of the same
+// round.
 func (e *env) loadPhase(ctx context.Context, fleet Fleet, storage string) ([]LoadFigures, error) {
 	o := e.o
+	configs := []Config{ConfigA, ConfigB}
+	if e.pg != nil {
+		configs = append(configs, ConfigC)
+	}
 	var out []LoadFigures
 	for round := 1; round <= o.Rounds; round++ {
 		for _, up := range o.Upstreams {
 			rate := 0.0
-			for _, cfg := range []Config{ConfigA, ConfigB} {
+			for _, cfg := range configs {
 				figs, err := e.runPair(ctx, fleet, storage, round, up, cfg, &rate)
 				if err != nil {
 					return nil, fmt.Errorf("round %d, %s upstream, %s: %w", round, up, cfg, err)
@@ -132,7 +165,7 @@ func (e *env) loadPhase(ctx context.Context, fleet Fleet, storage string) ([]Loa
 }
 
 // runPair measures one configuration at max rate and at the fixed rate;
-// A sets the rate, B reuses it.
+// A sets the rate, B and C reuse it.
 func (e *env) runPair(ctx context.Context, fleet Fleet, storage string, round int, up Upstream, cfg Config, rate *float64) ([]LoadFigures, error) {
 	c, err := e.startCaddy(cfg, up, storage)
 	if err != nil {
@@ -142,7 +175,8 @@ func (e *env) runPair(ctx context.Context, fleet Fleet, storage string, round in
 	if err := e.warm(ctx, fleet); err != nil {
 		return nil, err
 	}
-	// Each connection of A and of B in a round picks the same devices.
+	// Each connection of every configuration in a round picks the same
+	// devices.
 	seed := uint64(round) << 1
 	res, u, err := e.measure(ctx, c, e.upstreamPID(up), e.spec(fleet, 0, e.o.Duration, seed), true)
 	if err != nil {
@@ -166,18 +200,40 @@ func (e *env) runPair(ctx context.Context, fleet Fleet, storage string, round in
 }
 
 func (e *env) logRun(f LoadFigures) {
-	e.o.logf("  round %d  %-7s %s  %-5s %8.0f req/s  p50 %7.1f µs  p99 %8.1f µs  caddy %.3f CPU-s/1k  rss %.0f MiB (anon %.0f, file %.0f)  errors %v",
-		f.Round, f.Upstream, f.Config, f.Mode, f.RPS, f.Latency.P50, f.Latency.P99, f.CaddyCPU, f.CaddyRSSMiB, f.CaddyAnonRSSMiB, f.CaddyFileRSSMiB, f.Errors)
+	db := ""
+	if f.Config == ConfigC {
+		db = fmt.Sprintf("  postgres %.3f CPU-s/1k, %d connections", f.PostgresCPU, f.PostgresConns)
+	}
+	e.o.logf("  round %d  %-7s %s  %-5s %8.0f req/s  p50 %7.1f µs  p99 %8.1f µs  caddy %.3f CPU-s/1k%s  rss %.0f MiB (anon %.0f, file %.0f)  errors %v",
+		f.Round, f.Upstream, f.Config, f.Mode, f.RPS, f.Latency.P50, f.Latency.P99, f.CaddyCPU, db, f.CaddyRSSMiB, f.CaddyAnonRSSMiB, f.CaddyFileRSSMiB, f.Errors)
 }
 
-// profilePhase runs B against the fast upstream at max rate while
-// fetching Caddy's CPU and allocation profiles from its admin endpoint.
+// profilePhase runs B (and C with Options.Postgres) against the fast
+// upstream at max rate while fetching Caddy's CPU and allocation
+// profiles from its admin endpoint.
 func (e *env) profilePhase(ctx context.Context, fleet Fleet, storage string) ([]string, error) {
-	o := e.o
-	if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
+	if err := os.MkdirAll(e.o.ProfileDir, 0o755); err != nil {
 		return nil, err
 	}
-	c, err := e.startCaddy(ConfigB, UpstreamFast, storage)
+	configs := []Config{ConfigB}
+	if e.pg != nil {
+		configs = append(configs, ConfigC)
+	}
+	var files []string
+	for _, cfg := range configs {
+		f, err := e.profile(ctx, fleet, storage, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg, err)
+		}
+		files = append(files, f...)
+	}
+	return files, nil
+}
+
+// profile profiles one configuration for profilePhase.
+func (e *env) profile(ctx context.Context, fleet Fleet, storage string, cfg Config) ([]string, error) {
+	o := e.o
+	c, err := e.startCaddy(cfg, UpstreamFast, storage)
 	if err != nil {
 		return nil, err
 	}
@@ -186,10 +242,10 @@ func (e *env) profilePhase(ctx context.Context, fleet Fleet, storage string) ([]
 		return nil, err
 	}
 	secs := max(1, int(o.Duration.Seconds()))
-	o.logf("profiles: CPU and allocations of Caddy (B, fast upstream, max rate) for %d s", secs)
+	o.logf("profiles: CPU and allocations of Caddy (%s, fast upstream, max rate) for %d s", cfg, secs)
 	files := []string{
-		filepath.Join(o.ProfileDir, "caddy-B-fast-cpu.pprof"),
-		filepath.Join(o.ProfileDir, "caddy-B-fast-allocs.pprof"),
+		filepath.Join(o.ProfileDir, "caddy-"+string(cfg)+"-fast-cpu.pprof"),
+		filepath.Join(o.ProfileDir, "caddy-"+string(cfg)+"-fast-allocs.pprof"),
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, 2)

@@ -156,3 +156,93 @@ func procDir(pid int) string {
 	}
 	return "/proc/" + strconv.Itoa(pid)
 }
+
+// statTimes reads, from the contents of /proc/<pid>/stat, the parent's
+// pid, the process's own CPU time (utime+stime) and that of its children
+// it has waited for (cutime+cstime).
+func statTimes(b []byte) (ppid int, self, reaped time.Duration, err error) {
+	end := bytes.LastIndexByte(b, ')')
+	if end < 0 {
+		return 0, 0, 0, errors.New("bench: stat: no ')' after the command name")
+	}
+	// Fields 3 onwards: ppid is field 4, utime, stime, cutime and cstime
+	// are fields 14 to 17 (indexes 1 and 11 to 14 here).
+	fields := strings.Fields(string(b[end+1:]))
+	if len(fields) < 15 {
+		return 0, 0, 0, fmt.Errorf("bench: stat: %d fields after the command name, want at least 15", len(fields))
+	}
+	if ppid, err = strconv.Atoi(fields[1]); err != nil || ppid < 0 {
+		return 0, 0, 0, fmt.Errorf("bench: stat: bad parent pid %q", fields[1])
+	}
+	var ticks [4]int64
+	for i, f := range fields[11:15] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil || n < 0 {
+			return 0, 0, 0, fmt.Errorf("bench: stat: bad time field %q", f)
+		}
+		ticks[i] = n
+	}
+	tick := func(n int64) time.Duration { return time.Duration(n) * time.Second / clockTicks }
+	return ppid, tick(ticks[0] + ticks[1]), tick(ticks[2] + ticks[3]), nil
+}
+
+// procStat is one process of a /proc scan.
+type procStat struct {
+	ppid         int
+	self, reaped time.Duration
+}
+
+// TreeCPU returns the CPU time (user plus system) of the process pid and
+// of all its descendants, those still running and those that exited and
+// were waited for (a process's cutime and cstime hold its reaped
+// children's): the cost of a server that forks a process per connection,
+// such as PostgreSQL's postmaster, including connections that ended.
+// The difference of two readings is the tree's CPU in between, up to a
+// descendant that exits between being read and its parent being read.
+func TreeCPU(pid int) (time.Duration, error) {
+	entries, err := os.ReadDir("/proc")
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, ErrNoProc
+	}
+	if err != nil {
+		return 0, err
+	}
+	procs := map[int]procStat{}
+	for _, en := range entries {
+		p, err := strconv.Atoi(en.Name())
+		if err != nil || p <= 0 {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + en.Name() + "/stat")
+		if err != nil {
+			continue // exited since the directory was read
+		}
+		ppid, self, reaped, err := statTimes(b)
+		if err != nil {
+			return 0, err
+		}
+		procs[p] = procStat{ppid: ppid, self: self, reaped: reaped}
+	}
+	return treeCPU(procs, pid)
+}
+
+// treeCPU sums the CPU of root and its descendants in procs.
+func treeCPU(procs map[int]procStat, root int) (time.Duration, error) {
+	if _, ok := procs[root]; !ok {
+		return 0, fmt.Errorf("bench: process %d is not running", root)
+	}
+	kids := map[int][]int{}
+	for p, s := range procs {
+		kids[s.ppid] = append(kids[s.ppid], p)
+	}
+	var total time.Duration
+	queue := []int{root}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		s := procs[p]
+		total += s.self + s.reaped
+		queue = append(queue, kids[p]...)
+	}
+	return total, nil
+}

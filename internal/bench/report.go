@@ -33,10 +33,12 @@ type Report struct {
 	Added      []AddedLatency `json:"added_latency,omitempty"`
 	Scale      []ScaleFigures `json:"scale,omitempty"`
 	Enrollment *EnrollFigures `json:"enrollment,omitempty"`
-	GoBench    []GoBench      `json:"go_benchmarks,omitempty"`
-	Profiles   []string       `json:"profiles,omitempty"`
-	Targets    []TargetResult `json:"targets,omitempty"`
-	Notes      []string       `json:"notes,omitempty"`
+	// Postgres sums up configuration C (nil without it).
+	Postgres *PostgresFigures `json:"postgres,omitempty"`
+	GoBench  []GoBench        `json:"go_benchmarks,omitempty"`
+	Profiles []string         `json:"profiles,omitempty"`
+	Targets  []TargetResult   `json:"targets,omitempty"`
+	Notes    []string         `json:"notes,omitempty"`
 }
 
 // Machine describes where the figures come from.
@@ -63,6 +65,8 @@ type Settings struct {
 	ScaleSizes        []int      `json:"scale_sizes,omitempty"`
 	EnrollConcurrency int        `json:"enroll_concurrency,omitempty"`
 	EnrollMax         int        `json:"enroll_max,omitempty"`
+	// Postgres: configuration C ran.
+	Postgres bool `json:"postgres,omitempty"`
 }
 
 // Setup times the preparation.
@@ -73,6 +77,9 @@ type Setup struct {
 	PreloadSeconds float64 `json:"preload_s"`
 	// NanoMDMSeconds: Authenticate and TokenUpdate of every device.
 	NanoMDMSeconds float64 `json:"nanomdm_enroll_s"`
+	// PostgresPreloadSeconds: writing them into PostgreSQL (C), vacuum
+	// included.
+	PostgresPreloadSeconds float64 `json:"postgres_preload_s,omitempty"`
 }
 
 // LoadFigures are the figures of one (upstream, config, mode), of one
@@ -95,6 +102,13 @@ type LoadFigures struct {
 	CaddyCPU    float64 `json:"caddy_cpu_s_per_1k"`
 	UpstreamCPU float64 `json:"upstream_cpu_s_per_1k"`
 	LoadgenCPU  float64 `json:"loadgen_cpu_s_per_1k"`
+	// PostgresCPU is the same for the database server's process tree
+	// (configuration C): the postmaster, its background processes and
+	// the backends of Caddy's connections.
+	PostgresCPU float64 `json:"postgres_cpu_s_per_1k,omitempty"`
+	// PostgresConns is the number of connections Caddy's pool held at
+	// the end of the run (C; over rounds the largest).
+	PostgresConns int `json:"postgres_connections,omitempty"`
 	// CaddyRSSMiB is Caddy's peak resident set during the run (VmHWM):
 	// anonymous and file-backed pages together.
 	CaddyRSSMiB float64 `json:"caddy_peak_rss_mib"`
@@ -113,30 +127,40 @@ type rawLoad struct {
 	hist                  *Histogram
 	elapsed               time.Duration
 	caddy, upstream, self time.Duration
+	postgres              time.Duration
+	conns                 int
 	rss, anon, file       int64
 }
 
-// Ratio is B divided by A for one upstream and mode.
+// Ratio is Config's figures divided by Base's for one upstream and mode:
+// B / A, and with the PostgreSQL configuration C / A and C / B.
 type Ratio struct {
 	Upstream Upstream `json:"upstream"`
 	Mode     string   `json:"mode"`
-	RPS      float64  `json:"rps"`
-	P50      float64  `json:"p50"`
-	P90      float64  `json:"p90"`
-	P99      float64  `json:"p99"`
-	Max      float64  `json:"max"`
-	CaddyCPU float64  `json:"caddy_cpu_per_request"`
-	RSS      float64  `json:"caddy_peak_rss"`
-	AnonRSS  float64  `json:"caddy_peak_anon_rss"`
+	// Config over Base; both empty (reports from before C) mean B / A.
+	Config   Config  `json:"config,omitempty"`
+	Base     Config  `json:"base,omitempty"`
+	RPS      float64 `json:"rps"`
+	P50      float64 `json:"p50"`
+	P90      float64 `json:"p90"`
+	P99      float64 `json:"p99"`
+	Max      float64 `json:"max"`
+	CaddyCPU float64 `json:"caddy_cpu_per_request"`
+	RSS      float64 `json:"caddy_peak_rss"`
+	AnonRSS  float64 `json:"caddy_peak_anon_rss"`
 }
 
-// AddedLatency is B's latency minus A's at the same fixed rate.
+// AddedLatency is Config's latency minus Base's at the same fixed rate:
+// B − A, and with the PostgreSQL configuration C − A and C − B.
 type AddedLatency struct {
 	Upstream Upstream `json:"upstream"`
-	Rate     float64  `json:"rate"`
-	P50      float64  `json:"p50_us"`
-	P90      float64  `json:"p90_us"`
-	P99      float64  `json:"p99_us"`
+	// Config minus Base; both empty (reports from before C) mean B − A.
+	Config Config  `json:"config,omitempty"`
+	Base   Config  `json:"base,omitempty"`
+	Rate   float64 `json:"rate"`
+	P50    float64 `json:"p50_us"`
+	P90    float64 `json:"p90_us"`
+	P99    float64 `json:"p99_us"`
 }
 
 // ScaleFigures are configuration B against the fast upstream with the
@@ -184,6 +208,49 @@ type EnrollFigures struct {
 	LoadgenCPUms float64 `json:"loadgen_cpu_ms"`
 }
 
+// PostgresFigures sum up configuration C for sizing a PostgreSQL store.
+type PostgresFigures struct {
+	// Devices enrolled devices, each with its token bound, took StoreMiB
+	// in the database (the tables of mdmauth's schema with their
+	// indexes, after VACUUM).
+	Devices  int     `json:"devices"`
+	StoreMiB float64 `json:"store_mib"`
+	// Version and SharedBuffers are the server's.
+	Version       string `json:"version,omitempty"`
+	SharedBuffers string `json:"shared_buffers,omitempty"`
+	// Sizing per upstream.
+	Sizing []PostgresSizing `json:"sizing,omitempty"`
+}
+
+// PostgresSizing is what configuration C against one upstream says about
+// sizing, per 10,000 devices where it says so. CPU-s per 1,000 requests
+// is also the number of cores busy at 1,000 requests per second.
+type PostgresSizing struct {
+	Upstream Upstream `json:"upstream"`
+	// LookupsPerSecond is C's max rate: every request is one Lookup, one
+	// round trip, so it is what one instance sustained on this machine.
+	LookupsPerSecond float64 `json:"lookups_per_s"`
+	// CaddyCPU and PostgresCPU are CPU-s per 1,000 requests at the fixed
+	// rate (below saturation, where batching helps least).
+	CaddyCPU    float64 `json:"caddy_cpu_s_per_1k"`
+	PostgresCPU float64 `json:"postgres_cpu_s_per_1k"`
+	// Connections is the most connections Caddy's pool held.
+	Connections int `json:"connections"`
+	// AddedP50 and AddedP99 are C − B at the fixed rate: what the round
+	// trip adds to a request over the embedded store, in µs.
+	AddedP50 float64 `json:"added_p50_us"`
+	AddedP99 float64 `json:"added_p99_us"`
+	// A push to 10,000 devices costs 20,000 requests (Status Idle and
+	// one command result each): PushSeconds at LookupsPerSecond, and
+	// PushCaddyCPU and PushPostgresCPU CPU seconds at the fixed rate's
+	// cost per request.
+	PushSeconds     float64 `json:"push_10k_s"`
+	PushCaddyCPU    float64 `json:"push_10k_caddy_cpu_s"`
+	PushPostgresCPU float64 `json:"push_10k_postgres_cpu_s"`
+	// StoreMiB is the database's size per 10,000 devices.
+	StoreMiB float64 `json:"store_mib_per_10k"`
+}
+
 // GoBench is one line of go test -bench -benchmem.
 type GoBench struct {
 	Package     string  `json:"package"`
@@ -219,7 +286,7 @@ func figures(up Upstream, cfg Config, mode string, round int, rate float64, res 
 	f := LoadFigures{Upstream: up, Config: cfg, Mode: mode, Round: round, Rate: round1(rate),
 		Requests: res.Requests, OK: res.OK, Errors: nonEmpty(res.Errors),
 		raw: &rawLoad{hist: res.Latency, elapsed: res.Elapsed, caddy: u.caddy, upstream: u.upstream, self: u.self,
-			rss: u.rss, anon: u.anon, file: u.file}}
+			postgres: u.postgres, conns: u.conns, rss: u.rss, anon: u.anon, file: u.file}}
 	f.fill()
 	return f
 }
@@ -236,6 +303,8 @@ func (f *LoadFigures) fill() {
 	f.CaddyCPU = perThousand(r.caddy, n)
 	f.UpstreamCPU = perThousand(r.upstream, n)
 	f.LoadgenCPU = perThousand(r.self, n)
+	f.PostgresCPU = perThousand(r.postgres, n)
+	f.PostgresConns = r.conns
 	f.CaddyRSSMiB = mib(r.rss)
 	f.CaddyAnonRSSMiB = mib(r.anon)
 	f.CaddyFileRSSMiB = mib(r.file)
@@ -243,7 +312,7 @@ func (f *LoadFigures) fill() {
 
 // aggregate merges the rounds of each (upstream, config, mode), keeping
 // the order of first appearance. Rates add up requests and time; the
-// peak RSS and its parts are the largest.
+// peak RSS and its parts, and the connections, are the largest.
 func aggregate(rounds []LoadFigures) []LoadFigures {
 	type key struct {
 		up   Upstream
@@ -273,6 +342,8 @@ func aggregate(rounds []LoadFigures) []LoadFigures {
 			s.raw.caddy += f.raw.caddy
 			s.raw.upstream += f.raw.upstream
 			s.raw.self += f.raw.self
+			s.raw.postgres += f.raw.postgres
+			s.raw.conns = max(s.raw.conns, f.raw.conns)
 			s.raw.rss = max(s.raw.rss, f.raw.rss)
 			s.raw.anon = max(s.raw.anon, f.raw.anon)
 			s.raw.file = max(s.raw.file, f.raw.file)
@@ -303,33 +374,92 @@ func find(fs []LoadFigures, up Upstream, cfg Config, mode string) *LoadFigures {
 	return nil
 }
 
-// compare derives the B/A ratios and, at the fixed rate, the added
-// latency, for every upstream and mode that has both configurations.
+// comparisons are the (Config, Base) pairs compare derives, in order.
+var comparisons = [][2]Config{{ConfigB, ConfigA}, {ConfigC, ConfigA}, {ConfigC, ConfigB}}
+
+// compare derives the ratios B / A, C / A and C / B and, at the fixed
+// rate, the added latencies B − A, C − A and C − B, for every upstream
+// and mode that has both configurations of a pair.
 func compare(load []LoadFigures) ([]Ratio, []AddedLatency) {
 	var ratios []Ratio
 	var added []AddedLatency
-	for _, a := range load {
-		if a.Config != ConfigA {
-			continue
-		}
-		b := find(load, a.Upstream, ConfigB, a.Mode)
-		if b == nil {
-			continue
-		}
-		ratios = append(ratios, Ratio{
-			Upstream: a.Upstream, Mode: a.Mode,
-			RPS: ratio(b.RPS, a.RPS), P50: ratio(b.Latency.P50, a.Latency.P50), P90: ratio(b.Latency.P90, a.Latency.P90),
-			P99: ratio(b.Latency.P99, a.Latency.P99), Max: ratio(b.Latency.Max, a.Latency.Max),
-			CaddyCPU: ratio(b.CaddyCPU, a.CaddyCPU), RSS: ratio(b.CaddyRSSMiB, a.CaddyRSSMiB),
-			AnonRSS: ratio(b.CaddyAnonRSSMiB, a.CaddyAnonRSSMiB),
-		})
-		if a.Mode == ModeFixed {
-			added = append(added, AddedLatency{Upstream: a.Upstream, Rate: a.Rate,
-				P50: round1(b.Latency.P50 - a.Latency.P50), P90: round1(b.Latency.P90 - a.Latency.P90),
-				P99: round1(b.Latency.P99 - a.Latency.P99)})
+	for _, pair := range comparisons {
+		for _, a := range load {
+			if a.Config != pair[1] {
+				continue
+			}
+			b := find(load, a.Upstream, pair[0], a.Mode)
+			if b == nil {
+				continue
+			}
+			ratios = append(ratios, Ratio{
+				Upstream: a.Upstream, Mode: a.Mode, Config: pair[0], Base: pair[1],
+				RPS: ratio(b.RPS, a.RPS), P50: ratio(b.Latency.P50, a.Latency.P50), P90: ratio(b.Latency.P90, a.Latency.P90),
+				P99: ratio(b.Latency.P99, a.Latency.P99), Max: ratio(b.Latency.Max, a.Latency.Max),
+				CaddyCPU: ratio(b.CaddyCPU, a.CaddyCPU), RSS: ratio(b.CaddyRSSMiB, a.CaddyRSSMiB),
+				AnonRSS: ratio(b.CaddyAnonRSSMiB, a.CaddyAnonRSSMiB),
+			})
+			if a.Mode == ModeFixed {
+				added = append(added, AddedLatency{Upstream: a.Upstream, Config: pair[0], Base: pair[1], Rate: a.Rate,
+					P50: round1(b.Latency.P50 - a.Latency.P50), P90: round1(b.Latency.P90 - a.Latency.P90),
+					P99: round1(b.Latency.P99 - a.Latency.P99)})
+			}
 		}
 	}
 	return ratios, added
+}
+
+// Pair returns the configurations of x: Config over Base (B / A in
+// reports from before C).
+func (x Ratio) Pair() (Config, Config) { return pairOf(x.Config, x.Base) }
+
+// Pair returns the configurations of a: Config minus Base (B − A in
+// reports from before C).
+func (a AddedLatency) Pair() (Config, Config) { return pairOf(a.Config, a.Base) }
+
+func pairOf(c, base Config) (Config, Config) {
+	if c == "" && base == "" {
+		return ConfigB, ConfigA
+	}
+	return c, base
+}
+
+// postgresFigures sums up configuration C from the aggregated load, the
+// C − B added latencies and the database's size for devices devices;
+// nil when C did not run.
+func postgresFigures(load []LoadFigures, added []AddedLatency, devices int, storeBytes int64) *PostgresFigures {
+	p := &PostgresFigures{Devices: devices, StoreMiB: mib(storeBytes)}
+	per10k := 0.0
+	if devices > 0 {
+		per10k = 10_000 / float64(devices)
+	}
+	for _, c := range load {
+		if c.Config != ConfigC || c.Mode != ModeMax {
+			continue
+		}
+		s := PostgresSizing{Upstream: c.Upstream, LookupsPerSecond: c.RPS, CaddyCPU: c.CaddyCPU, PostgresCPU: c.PostgresCPU,
+			Connections: c.PostgresConns, StoreMiB: round1(float64(storeBytes) / (1 << 20) * per10k)}
+		if fixed := find(load, c.Upstream, ConfigC, ModeFixed); fixed != nil {
+			s.CaddyCPU, s.PostgresCPU = fixed.CaddyCPU, fixed.PostgresCPU
+			s.Connections = max(s.Connections, fixed.PostgresConns)
+		}
+		for _, a := range added {
+			if cfg, base := a.Pair(); a.Upstream == c.Upstream && cfg == ConfigC && base == ConfigB {
+				s.AddedP50, s.AddedP99 = a.P50, a.P99
+			}
+		}
+		const pushRequests = 20_000
+		if c.RPS > 0 {
+			s.PushSeconds = round1(pushRequests / c.RPS)
+		}
+		s.PushCaddyCPU = round1(pushRequests / 1000 * s.CaddyCPU)
+		s.PushPostgresCPU = round1(pushRequests / 1000 * s.PostgresCPU)
+		p.Sizing = append(p.Sizing, s)
+	}
+	if len(p.Sizing) == 0 {
+		return nil
+	}
+	return p
 }
 
 func ratio(b, a float64) float64 {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/mdmauth/mdmauth/internal/device"
@@ -42,6 +43,11 @@ type Options struct {
 	MaxRequests int64
 	// Upstreams to run A and B against; empty skips the A/B runs.
 	Upstreams []Upstream
+	// Postgres adds configuration C (B with the PostgreSQL store, on a
+	// private PostgreSQL server) to the A/B runs, and the PostgreSQL
+	// store's benchmark to the Go benchmarks. It needs the PostgreSQL
+	// server binaries (testenv.PostgresBinDir).
+	Postgres bool
 
 	// ScaleSizes are the numbers of live tokens of the scale runs
 	// (ascending); empty skips them.
@@ -61,7 +67,8 @@ type Options struct {
 	GoBenchTime string
 
 	// ProfileDir, when set, receives Caddy's CPU and allocation profiles
-	// of an extra run of B against the fast upstream.
+	// of an extra run of B (and with Postgres of C) against the fast
+	// upstream.
 	ProfileDir string
 
 	// PreloadDir is where stores are filled before being copied next to
@@ -84,6 +91,7 @@ func DefaultOptions() Options {
 		Devices: 10_000, Connections: 32, Duration: 10 * time.Second, Warmup: 2 * time.Second,
 		Rounds: 2, RateFraction: 0.5, ResultShare: 0.1, MaxRequests: 5_000_000,
 		Upstreams:         []Upstream{UpstreamFast, UpstreamNanoMDM},
+		Postgres:          true,
 		ScaleSizes:        []int{10_000, 100_000},
 		EnrollConcurrency: 8, EnrollMax: 2000, EnrollDuration: 20 * time.Second, EnrollUsers: 16,
 		GoBench: true, GoBenchTime: "1s",
@@ -123,7 +131,7 @@ func (o *Options) check() error {
 }
 
 // Run builds what is missing, starts the deployment and runs the selected
-// phases, one Caddy at a time: the A/B runs, the profiles, the scale runs,
+// phases, one Caddy at a time: the A/B (and C) runs, the profiles, the scale runs,
 // the enrollments, then the Go benchmarks. The report's targets are
 // evaluated.
 func Run(ctx context.Context, o Options) (*Report, error) {
@@ -136,6 +144,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		WarmupSeconds: o.Warmup.Seconds(), Rounds: o.Rounds, RateFraction: o.RateFraction,
 		ResultShare: o.ResultShare, Upstreams: o.Upstreams, ScaleSizes: o.ScaleSizes,
 		EnrollConcurrency: o.EnrollConcurrency, EnrollMax: o.EnrollMax,
+		Postgres: o.Postgres && len(o.Upstreams) > 0,
 	}}
 	if len(o.Upstreams) == 0 {
 		r.Settings.Devices = 0
@@ -167,6 +176,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		r.Load = aggregate(r.Rounds)
 		r.Ratios, r.Added = compare(r.Load)
+		if e.pg != nil {
+			r.Postgres = postgresFigures(r.Load, r.Added, o.Devices, e.pgStoreBytes)
+			if r.Postgres != nil {
+				r.Postgres.Version, r.Postgres.SharedBuffers = e.pgVersion, e.pgBuffers
+			}
+		}
 	}
 	if o.ProfileDir != "" {
 		if r.Profiles, err = e.profilePhase(ctx, fleet, mainStore); err != nil {
@@ -195,8 +210,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				return nil, err
 			}
 		}
-		o.logf("Go benchmarks: %v", GoBenchPackages)
-		if r.GoBench, err = RunGoBench(ctx, root, o.GoBenchTime, GoBenchPackages); err != nil {
+		pkgs := GoBenchPackages
+		if o.Postgres {
+			pkgs = append(slices.Clip(pkgs), GoBenchPostgresPackage)
+		}
+		o.logf("Go benchmarks: %v", pkgs)
+		if r.GoBench, err = RunGoBench(ctx, root, o.GoBenchTime, pkgs); err != nil {
 			return nil, err
 		}
 	}
@@ -224,6 +243,14 @@ func (e *env) setupFleet(ctx context.Context, s *Setup, tokens Tokens, dir strin
 		return nil, "", err
 	}
 	s.PreloadSeconds = round3(time.Since(t0).Seconds())
+	if e.pg != nil {
+		t0 = time.Now()
+		o.logf("fleet: preloading the same %d tokens into PostgreSQL (configuration C)", o.Devices)
+		if e.pgStoreBytes, err = e.preloadPostgres(ctx, 0, o.Devices, func(i int) Binding { return fleetBinding(devs, i) }); err != nil {
+			return nil, "", fmt.Errorf("postgres: %w", err)
+		}
+		s.PostgresPreloadSeconds = round3(time.Since(t0).Seconds())
+	}
 
 	if contains(o.Upstreams, UpstreamNanoMDM) {
 		c, err := e.startCaddy(ConfigB, UpstreamNanoMDM, dir)

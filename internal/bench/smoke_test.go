@@ -9,8 +9,9 @@ import (
 )
 
 // TestHarnessEndToEnd runs every phase with tiny sizes against the real
-// processes and checks that the figures are sane: traffic flowed, nothing
-// failed, the counters moved.
+// processes (configuration C included, on a private PostgreSQL server)
+// and checks that the figures are sane: traffic flowed, nothing failed,
+// the counters moved.
 func TestHarnessEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -20,6 +21,7 @@ func TestHarnessEndToEnd(t *testing.T) {
 		Devices: 50, Connections: 4, Duration: 2 * time.Second, Warmup: 300 * time.Millisecond, Rounds: 1,
 		RateFraction: 0.5, ResultShare: 0.2, MaxRequests: 1_000_000,
 		Upstreams:         []Upstream{UpstreamFast, UpstreamNanoMDM},
+		Postgres:          true,
 		ScaleSizes:        []int{100, 300},
 		EnrollConcurrency: 2, EnrollMax: 6, EnrollDuration: time.Minute, EnrollUsers: 2,
 		ProfileDir: profiles,
@@ -28,8 +30,8 @@ func TestHarnessEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if len(r.Rounds) != 8 || len(r.Load) != 8 {
-		t.Fatalf("%d round figures, %d aggregated; want 8 and 8 (2 upstreams × A, B × max, fixed)", len(r.Rounds), len(r.Load))
+	if len(r.Rounds) != 12 || len(r.Load) != 12 {
+		t.Fatalf("%d round figures, %d aggregated; want 12 and 12 (2 upstreams × A, B, C × max, fixed)", len(r.Rounds), len(r.Load))
 	}
 	for _, f := range r.Load {
 		name := string(f.Upstream) + " " + string(f.Config) + " " + f.Mode
@@ -46,17 +48,31 @@ func TestHarnessEndToEnd(t *testing.T) {
 		if f.Mode == ModeFixed && (f.Rate <= 0 || f.RPS < 0.5*f.Rate || f.RPS > 1.1*f.Rate) {
 			t.Errorf("%s: %.0f req/s at a fixed rate of %.0f", name, f.RPS, f.Rate)
 		}
+		// Only C has a database; its Caddy used it: the server worked
+		// and Caddy's pool held connections to it.
+		if c := f.Config == ConfigC; c != (f.PostgresCPU > 0) || c != (f.PostgresConns > 0) {
+			t.Errorf("%s: PostgreSQL %.4f CPU-s/1k, %d connections", name, f.PostgresCPU, f.PostgresConns)
+		}
 	}
-	if len(r.Ratios) != 4 || len(r.Added) != 2 {
-		t.Errorf("%d ratios, %d added latencies; want 4 and 2", len(r.Ratios), len(r.Added))
+	if len(r.Ratios) != 12 || len(r.Added) != 6 {
+		t.Errorf("%d ratios, %d added latencies; want 12 (B/A, C/A, C/B × 2 upstreams × 2 modes) and 6", len(r.Ratios), len(r.Added))
 	}
 	for _, x := range r.Ratios {
 		if x.RPS <= 0 || x.CaddyCPU <= 0 || x.RSS <= 0 || x.AnonRSS <= 0 {
 			t.Errorf("ratio %+v", x)
 		}
 	}
-	if r.Setup.PreloadSeconds <= 0 || r.Setup.NanoMDMSeconds <= 0 {
+	if r.Setup.PreloadSeconds <= 0 || r.Setup.NanoMDMSeconds <= 0 || r.Setup.PostgresPreloadSeconds <= 0 {
 		t.Errorf("setup %+v", r.Setup)
+	}
+	if p := r.Postgres; p == nil || p.Devices != 50 || p.StoreMiB <= 0 || len(p.Sizing) != 2 {
+		t.Errorf("postgres figures %+v", p)
+	} else {
+		for _, s := range p.Sizing {
+			if s.LookupsPerSecond <= 0 || s.CaddyCPU <= 0 || s.PostgresCPU <= 0 || s.Connections <= 0 || s.PushSeconds <= 0 || s.StoreMiB <= p.StoreMiB {
+				t.Errorf("sizing %+v", s)
+			}
+		}
 	}
 
 	if len(r.Scale) != 2 {
@@ -77,7 +93,7 @@ func TestHarnessEndToEnd(t *testing.T) {
 		t.Errorf("enrollment: Caddy's CPU did not move (%.2f ms per enrollment)", e.CaddyCPUms)
 	}
 
-	if len(r.Profiles) != 2 {
+	if len(r.Profiles) != 4 { // CPU and allocations of B and of C
 		t.Fatalf("profiles %v", r.Profiles)
 	}
 	for _, p := range r.Profiles {

@@ -98,36 +98,97 @@ var rssNote = "peak RSS: VmHWM, the whole resident set; anon: RssAnon (heap, sta
 func (r *Report) tables() []table {
 	var out []table
 	if len(r.Load) > 0 {
-		t := table{
-			title: fmt.Sprintf("A: reverse_proxy alone, B: mdm_auth + reverse_proxy (%d devices, %d connections, %.0f s per run, %d rounds; fixed rate = %.0f %% of A's max)",
-				r.Settings.Devices, r.Settings.Connections, r.Settings.DurationSeconds, r.Settings.Rounds, 100*r.Settings.RateFraction),
-			head: []string{"upstream", "config", "mode", "req/s", "p50 µs", "p90 µs", "p99 µs", "max µs", "errors",
-				"Caddy CPU-s/1k", "upstream CPU-s/1k", "load gen CPU-s/1k", "Caddy peak RSS MiB", "anon MiB", "file MiB"},
+		withC := false
+		for _, f := range r.Load {
+			withC = withC || f.Config == ConfigC
 		}
+		what := "A: reverse_proxy alone, B: mdm_auth + reverse_proxy"
+		if withC {
+			what += ", C: B with the PostgreSQL store"
+		}
+		t := table{
+			title: fmt.Sprintf("%s (%d devices, %d connections, %.0f s per run, %d rounds; fixed rate = %.0f %% of A's max)",
+				what, r.Settings.Devices, r.Settings.Connections, r.Settings.DurationSeconds, r.Settings.Rounds, 100*r.Settings.RateFraction),
+			head: []string{"upstream", "config", "mode", "req/s", "p50 µs", "p90 µs", "p99 µs", "max µs", "errors",
+				"Caddy CPU-s/1k", "upstream CPU-s/1k", "load gen CPU-s/1k"},
+		}
+		if withC {
+			t.head = append(t.head, "PostgreSQL CPU-s/1k", "PostgreSQL connections")
+		}
+		t.head = append(t.head, "Caddy peak RSS MiB", "anon MiB", "file MiB")
 		for _, f := range r.Load {
 			mode := f.Mode
 			if f.Mode == ModeFixed {
 				mode = "fixed " + f0(f.Rate) + "/s"
 			}
-			t.add(string(f.Upstream), string(f.Config), mode, f0(f.RPS), f1(f.Latency.P50), f1(f.Latency.P90),
-				f1(f.Latency.P99), f1(f.Latency.Max), errorsText(f.Errors), f4(f.CaddyCPU), f4(f.UpstreamCPU), f4(f.LoadgenCPU), f1(f.CaddyRSSMiB),
-				f1(f.CaddyAnonRSSMiB), f1(f.CaddyFileRSSMiB))
+			row := []string{string(f.Upstream), string(f.Config), mode, f0(f.RPS), f1(f.Latency.P50), f1(f.Latency.P90),
+				f1(f.Latency.P99), f1(f.Latency.Max), errorsText(f.Errors), f4(f.CaddyCPU), f4(f.UpstreamCPU), f4(f.LoadgenCPU)}
+			if withC {
+				db, conns := "", ""
+				if f.Config == ConfigC {
+					db, conns = f4(f.PostgresCPU), strconv.Itoa(f.PostgresConns)
+				}
+				row = append(row, db, conns)
+			}
+			t.add(append(row, f1(f.CaddyRSSMiB), f1(f.CaddyAnonRSSMiB), f1(f.CaddyFileRSSMiB))...)
 		}
 		t.notes = append(t.notes, rssNote)
+		if withC {
+			t.notes = append(t.notes, "PostgreSQL CPU-s/1k: the database server's whole process tree (postmaster, background processes, the backends of Caddy's connections, those that exited included); connections: Caddy's pool at the end of the run.")
+		}
 		out = append(out, t)
 	}
 	if len(r.Ratios) > 0 {
-		t := table{title: "B / A", head: []string{"upstream", "mode", "req/s", "p50", "p90", "p99", "max", "Caddy CPU per request", "Caddy peak RSS", "Caddy anon RSS"}}
+		title := "B / A"
 		for _, x := range r.Ratios {
-			t.add(string(x.Upstream), x.Mode, f3(x.RPS), f3(x.P50), f3(x.P90), f3(x.P99), f3(x.Max), f3(x.CaddyCPU), f3(x.RSS), f3(x.AnonRSS))
+			if c, _ := x.Pair(); c == ConfigC {
+				title = "B / A, C / A, C / B"
+				break
+			}
+		}
+		t := table{title: title, head: []string{"upstream", "ratio", "mode", "req/s", "p50", "p90", "p99", "max", "Caddy CPU per request", "Caddy peak RSS", "Caddy anon RSS"}}
+		for _, x := range r.Ratios {
+			c, base := x.Pair()
+			t.add(string(x.Upstream), string(c)+" / "+string(base), x.Mode, f3(x.RPS), f3(x.P50), f3(x.P90), f3(x.P99), f3(x.Max), f3(x.CaddyCPU), f3(x.RSS), f3(x.AnonRSS))
 		}
 		out = append(out, t)
 	}
 	if len(r.Added) > 0 {
-		t := table{title: "Latency added by mdm_auth at the fixed rate (B − A)", head: []string{"upstream", "rate /s", "p50 µs", "p90 µs", "p99 µs"}}
+		title := "Latency added by mdm_auth at the fixed rate (B − A)"
 		for _, a := range r.Added {
-			t.add(string(a.Upstream), f0(a.Rate), f1(a.P50), f1(a.P90), f1(a.P99))
+			if c, _ := a.Pair(); c == ConfigC {
+				title = "Latency added at the fixed rate: by mdm_auth (B − A), by mdm_auth with PostgreSQL (C − A), by PostgreSQL over Badger (C − B)"
+				break
+			}
 		}
+		t := table{title: title,
+			head: []string{"upstream", "difference", "rate /s", "p50 µs", "p90 µs", "p99 µs"}}
+		for _, a := range r.Added {
+			c, base := a.Pair()
+			t.add(string(a.Upstream), string(c)+" − "+string(base), f0(a.Rate), f1(a.P50), f1(a.P90), f1(a.P99))
+		}
+		out = append(out, t)
+	}
+	if p := r.Postgres; p != nil && len(p.Sizing) > 0 {
+		server := "PostgreSQL"
+		if p.Version != "" {
+			server += " " + p.Version
+		}
+		if p.SharedBuffers != "" {
+			server += ", shared_buffers " + p.SharedBuffers
+		}
+		t := table{title: fmt.Sprintf("PostgreSQL store (C): sizing per 10,000 devices (%s; %d devices took %.1f MiB)",
+			server, p.Devices, p.StoreMiB),
+			head: []string{"upstream", "lookups/s, one instance", "Caddy CPU-s/1k", "PostgreSQL CPU-s/1k", "connections",
+				"C − B p50 µs", "C − B p99 µs", "push to 10k devices s", "its Caddy CPU-s", "its PostgreSQL CPU-s", "database MiB per 10k"}}
+		for _, s := range p.Sizing {
+			t.add(string(s.Upstream), f0(s.LookupsPerSecond), f4(s.CaddyCPU), f4(s.PostgresCPU), strconv.Itoa(s.Connections),
+				f1(s.AddedP50), f1(s.AddedP99), f1(s.PushSeconds), f1(s.PushCaddyCPU), f1(s.PushPostgresCPU), f1(s.StoreMiB))
+		}
+		t.notes = append(t.notes, "lookups/s: C's max rate, one Lookup (one round trip) per request, on this machine; CPU-s per 1,000 requests at the fixed rate, also the cores busy at 1,000 requests/s; "+
+			"connections: the most Caddy's pool held; C − B: what the round trip adds over the embedded store at the fixed rate; "+
+			"a push to 10,000 devices is 20,000 requests (Status Idle and one command result each), answered at C's max rate; database MiB: tables and indexes after VACUUM.",
+			"The server is private, on loopback TCP, with fsync off (no measured request writes); Caddy's pool has its default size.")
 		out = append(out, t)
 	}
 	if len(r.Scale) > 0 {
@@ -176,10 +237,18 @@ func (r *Report) header() []string {
 	}
 	lines := []string{
 		fmt.Sprintf("Machine: %s, %d CPUs%s, %s/%s %s, %s", orUnknown(m.CPU), m.CPUs, mem, m.OS, m.Arch, m.Kernel, m.Go),
-		fmt.Sprintf("Run: %s, %.0f s in all (setup: fleet %.1f s, preload %.1f s, NanoMDM check-ins %.1f s)",
-			r.Started.Format("2006-01-02 15:04 MST"), r.Seconds, r.Setup.FleetSeconds, r.Setup.PreloadSeconds, r.Setup.NanoMDMSeconds),
+		fmt.Sprintf("Run: %s, %.0f s in all (setup: fleet %.1f s, preload %.1f s%s, NanoMDM check-ins %.1f s)",
+			r.Started.Format("2006-01-02 15:04 MST"), r.Seconds, r.Setup.FleetSeconds, r.Setup.PreloadSeconds, pgPreload(r.Setup), r.Setup.NanoMDMSeconds),
 	}
 	return append(lines, r.Notes...)
+}
+
+// pgPreload is the PostgreSQL preload time for the header, if any.
+func pgPreload(s Setup) string {
+	if s.PostgresPreloadSeconds == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", PostgreSQL preload %.1f s", s.PostgresPreloadSeconds)
 }
 
 func orUnknown(s string) string {

@@ -211,18 +211,20 @@ func enrollTargets(e *EnrollFigures) []TargetResult {
 	return []TargetResult{r, er, atMost(cpu, e.CaddyCPUms, TargetEnrollCPUms, asMillis)}
 }
 
+// findRatio returns B / A for up and mode.
 func findRatio(rs []Ratio, up Upstream, mode string) *Ratio {
 	for i := range rs {
-		if rs[i].Upstream == up && rs[i].Mode == mode {
+		if c, base := rs[i].Pair(); c == ConfigB && base == ConfigA && rs[i].Upstream == up && rs[i].Mode == mode {
 			return &rs[i]
 		}
 	}
 	return nil
 }
 
+// findAdded returns B − A for up.
 func findAdded(as []AddedLatency, up Upstream) *AddedLatency {
 	for i := range as {
-		if as[i].Upstream == up {
+		if c, base := as[i].Pair(); c == ConfigB && base == ConfigA && as[i].Upstream == up {
 			return &as[i]
 		}
 	}
