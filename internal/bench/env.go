@@ -77,19 +77,11 @@ func startEnv(o *Options) (*env, error) {
 			return nil, err
 		}
 	}
-	if e.ca, err = testenv.NewCA("mdmbench CA"); err != nil {
-		return nil, err
-	}
-	if e.caPath, err = e.ca.WritePEM(e.dir, "ca"); err != nil {
-		return nil, err
-	}
-	srv, err := e.ca.IssueServer("127.0.0.1", "localhost")
+	tlsFiles, err := testenv.NewLoopbackTLS(e.dir, "mdmbench CA")
 	if err != nil {
 		return nil, err
 	}
-	if e.cert, e.key, err = srv.WritePEM(e.dir, "server"); err != nil {
-		return nil, err
-	}
+	e.ca, e.caPath, e.cert, e.key = tlsFiles.CA, tlsFiles.CAPath, tlsFiles.CertPath, tlsFiles.KeyPath
 	ports := make([]int, 4)
 	for i := range ports {
 		if ports[i], err = testenv.FreePort(); err != nil {

@@ -290,19 +290,25 @@ const (
 // UpdateDocs replaces the text between ResultsBegin and ResultsEnd in the
 // file at path with r in Markdown.
 func UpdateDocs(path string, r *Report) error {
+	return ReplaceSection(path, ResultsBegin, ResultsEnd, func(md *bytes.Buffer) { r.WriteMarkdown(md) })
+}
+
+// ReplaceSection replaces the text between the markers begin and end in
+// the file at path with what write writes (framed by newlines).
+func ReplaceSection(path, begin, end string, write func(*bytes.Buffer)) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	i := bytes.Index(b, []byte(ResultsBegin))
-	j := bytes.Index(b, []byte(ResultsEnd))
+	i := bytes.Index(b, []byte(begin))
+	j := bytes.Index(b, []byte(end))
 	if i < 0 || j < i {
-		return errors.New("bench: " + path + " has no " + ResultsBegin + " … " + ResultsEnd + " section")
+		return errors.New(path + " has no " + begin + " … " + end + " section")
 	}
 	var md bytes.Buffer
-	md.Write(b[:i+len(ResultsBegin)])
+	md.Write(b[:i+len(begin)])
 	md.WriteString("\n")
-	r.WriteMarkdown(&md)
+	write(&md)
 	md.WriteString("\n")
 	md.Write(b[j:])
 	return os.WriteFile(path, md.Bytes(), 0o644)

@@ -125,22 +125,11 @@ func Start(tb testenv.TB, o Options) (*Lab, error) {
 		o.Users = DefaultUsers
 	}
 	dir := tb.TempDir()
-	ca, err := testenv.NewCA("mdmauth lab CA")
+	tlsFiles, err := testenv.NewLoopbackTLS(dir, "mdmauth lab CA")
 	if err != nil {
 		return nil, err
 	}
-	caPath, err := ca.WritePEM(dir, "ca")
-	if err != nil {
-		return nil, err
-	}
-	srv, err := ca.IssueServer("127.0.0.1", "localhost")
-	if err != nil {
-		return nil, err
-	}
-	certPath, keyPath, err := srv.WritePEM(dir, "server")
-	if err != nil {
-		return nil, err
-	}
+	ca, caPath, certPath, keyPath := tlsFiles.CA, tlsFiles.CAPath, tlsFiles.CertPath, tlsFiles.KeyPath
 	ports := make([]int, 4)
 	for i := range ports {
 		if ports[i], err = testenv.FreePort(); err != nil {

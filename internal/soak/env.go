@@ -112,19 +112,11 @@ func startEnv(o Options) (*env, error) {
 			return nil, err
 		}
 	}
-	if e.ca, err = testenv.NewCA("mdmsoak CA"); err != nil {
-		return nil, err
-	}
-	if e.caPath, err = e.ca.WritePEM(e.dir, "ca"); err != nil {
-		return nil, err
-	}
-	srv, err := e.ca.IssueServer("127.0.0.1", "localhost")
+	tlsFiles, err := testenv.NewLoopbackTLS(e.dir, "mdmsoak CA")
 	if err != nil {
 		return nil, err
 	}
-	if e.cert, e.key, err = srv.WritePEM(e.dir, "server"); err != nil {
-		return nil, err
-	}
+	e.ca, e.caPath, e.cert, e.key = tlsFiles.CA, tlsFiles.CAPath, tlsFiles.CertPath, tlsFiles.KeyPath
 	if e.builtIn, err = device.NewSelfSigned("Device Built-In iPhone17,2"); err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package soak
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -476,23 +475,10 @@ const (
 // UpdateDocs replaces the text between ResultsBegin and ResultsEnd in the
 // file at path with r in Markdown, after the command that produced it.
 func UpdateDocs(path string, r *Report) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	i := bytes.Index(b, []byte(ResultsBegin))
-	j := bytes.Index(b, []byte(ResultsEnd))
-	if i < 0 || j < i {
-		return errors.New("soak: " + path + " has no " + ResultsBegin + " … " + ResultsEnd + " section")
-	}
-	var md bytes.Buffer
-	md.Write(b[:i+len(ResultsBegin)])
-	md.WriteString("\n")
-	if r.Command != "" {
-		fmt.Fprintf(&md, "```sh\n%s\n```\n\n", r.Command)
-	}
-	r.WriteMarkdown(&md)
-	md.WriteString("\n")
-	md.Write(b[j:])
-	return os.WriteFile(path, md.Bytes(), 0o644)
+	return bench.ReplaceSection(path, ResultsBegin, ResultsEnd, func(md *bytes.Buffer) {
+		if r.Command != "" {
+			fmt.Fprintf(md, "```sh\n%s\n```\n\n", r.Command)
+		}
+		r.WriteMarkdown(md)
+	})
 }

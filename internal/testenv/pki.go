@@ -184,3 +184,31 @@ func newSerial() *big.Int {
 func pemBlock(typ string, der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
 }
+
+// LoopbackTLS is a new CA and a server certificate it issued for 127.0.0.1
+// and localhost, written to dir as ca.pem, server.pem and server-key.pem
+// (WritePEM's names): what a loopback deployment serves.
+type LoopbackTLS struct {
+	CA                        *CA
+	CAPath, CertPath, KeyPath string
+}
+
+// NewLoopbackTLS creates a LoopbackTLS whose CA is named cn.
+func NewLoopbackTLS(dir, cn string) (*LoopbackTLS, error) {
+	ca, err := NewCA(cn)
+	if err != nil {
+		return nil, err
+	}
+	t := &LoopbackTLS{CA: ca}
+	if t.CAPath, err = ca.WritePEM(dir, "ca"); err != nil {
+		return nil, err
+	}
+	srv, err := ca.IssueServer("127.0.0.1", "localhost")
+	if err != nil {
+		return nil, err
+	}
+	if t.CertPath, t.KeyPath, err = srv.WritePEM(dir, "server"); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
