@@ -17,14 +17,8 @@ import (
 // guard checks the bearer of a protected MDM request and passes it on,
 // committing what it changes only after the MDM answered 2xx.
 func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, next Next) error {
-	body, ok := readBody(w, r, g.cfg.MaxMDMBody)
+	body, msg, ok := g.readMessage(w, r)
 	if !ok {
-		return nil
-	}
-	msg, err := apple.PeekMessage(body)
-	if err != nil {
-		g.log.Info("mdm request rejected", append(g.audit(audit.MDMRejected, r, nil), zap.String("reason", "malformed_body"), zap.Error(err))...)
-		http.Error(w, "request body is not a property list dictionary", http.StatusBadRequest)
 		return nil
 	}
 	bearer, _ := apple.ParseBearer(r.Header.Get("Authorization"))
@@ -99,6 +93,25 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, next Next) error
 		}
 	}
 	return nil
+}
+
+// readMessage reads an MDM request's body (413 past MaxMDMBody) and peeks
+// at its message (400 when it is not a property list dictionary). A
+// malformed body is never passed on: the MDM's own parser might read what
+// the scanner cannot (a binary plist, say) and act on an enrollment
+// nobody checked. Devices send XML.
+func (g *Gateway) readMessage(w http.ResponseWriter, r *http.Request) ([]byte, apple.Message, bool) {
+	body, ok := readBody(w, r, g.cfg.MaxMDMBody)
+	if !ok {
+		return nil, apple.Message{}, false
+	}
+	msg, err := apple.PeekMessage(body)
+	if err != nil {
+		g.log.Info("mdm request rejected", append(g.audit(audit.MDMRejected, r, nil), zap.String("reason", "malformed_body"), zap.Error(err))...)
+		http.Error(w, "request body is not a property list dictionary", http.StatusBadRequest)
+		return nil, apple.Message{}, false
+	}
+	return body, msg, true
 }
 
 // reauthFlow builds the challenge of a protected request: a re-authentication

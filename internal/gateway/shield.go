@@ -5,7 +5,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/mdmauth/mdmauth/internal/apple"
 	"github.com/mdmauth/mdmauth/internal/audit"
 	"github.com/mdmauth/mdmauth/internal/store"
 )
@@ -17,17 +16,8 @@ import (
 // MDM, around revocation, reauth and block. A 401 is never sent on these
 // paths: it would unenroll a profile-based or ADE device.
 func (g *Gateway) refuseAccountDriven(w http.ResponseWriter, r *http.Request, next Next) error {
-	body, ok := readBody(w, r, g.cfg.MaxMDMBody)
+	body, msg, ok := g.readMessage(w, r)
 	if !ok {
-		return nil
-	}
-	// A body the scanner cannot read is refused, as on the protected
-	// paths: passed on, one the MDM's own parser reads (a binary plist,
-	// say) would name its enrollment unchecked. Devices send XML.
-	msg, err := apple.PeekMessage(body)
-	if err != nil {
-		g.log.Info("mdm request rejected", append(g.audit(audit.MDMRejected, r, nil), zap.String("reason", "malformed_body"), zap.Error(err))...)
-		http.Error(w, "request body is not a property list dictionary", http.StatusBadRequest)
 		return nil
 	}
 	if id := msg.EnrollmentKey(); id != "" {
