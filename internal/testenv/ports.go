@@ -5,19 +5,78 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 )
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a port that was free a moment ago for TCP and UDP on
+// every interface (Caddy binds its HTTP ports on all of them, and HTTP/3 on
+// UDP). It is taken below the kernel's ephemeral range, so that the
+// outgoing connections of busy tests running at the same time (which take
+// ephemeral ports) cannot grab it before the server binds it, and never
+// twice in one process.
 func FreePort() (int, error) {
+	lo, hi := 10000, ephemeralStart()-1
+	for i := 0; i < 200 && hi-lo > 1000; i++ {
+		p := lo + rand.IntN(hi-lo+1)
+		if _, dup := handedOut.LoadOrStore(p, true); dup {
+			continue
+		}
+		if bindable(p) {
+			return p, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("testenv: free port: %w", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// handedOut holds the ports FreePort returned.
+var handedOut sync.Map
+
+// bindable reports whether port p is free for TCP and UDP on every
+// interface.
+func bindable(p int) bool {
+	addr := ":" + strconv.Itoa(p)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	l.Close()
+	c, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// ephemeralStart is the first port of the kernel's ephemeral range
+// (Linux: /proc/sys/net/ipv4/ip_local_port_range; otherwise 32768, the
+// lowest start common systems use).
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n < 2048 {
+		return 32768
+	}
+	return n
 }
 
 // probeClient is used for readiness checks only. It does not verify TLS certificates: it asks

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -156,6 +157,27 @@ func TestFreePort(t *testing.T) {
 	}
 	if port <= 0 || port > 65535 {
 		t.Fatalf("port %d", port)
+	}
+	// Below the ephemeral range (outgoing connections cannot take it), never
+	// twice, and free for TCP and UDP on every interface.
+	seen := map[int]bool{port: true}
+	for range 50 {
+		p, err := FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p >= ephemeralStart() || seen[p] {
+			t.Fatalf("port %d: in the ephemeral range (from %d) or handed out twice", p, ephemeralStart())
+		}
+		seen[p] = true
+	}
+	l, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if bindable(l.Addr().(*net.TCPAddr).Port) {
+		t.Fatal("a port in use counted as bindable")
 	}
 }
 
