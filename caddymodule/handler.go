@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -101,8 +102,21 @@ type Handler struct {
 	// pending sign-ins). Unset: the defaults; {"off": true}: none.
 	Limits *Limits `json:"limits,omitempty"`
 
-	gw      *gateway.Gateway
-	webhook *webhook.Sender
+	gw        *gateway.Gateway
+	webhook   *webhook.Sender
+	eagerKeys bool // read the store's keys while provisioning
+}
+
+// secret returns the store's secret name (created on first use), read now
+// when eagerKeys is set, else on first use.
+func (h *Handler) secret(ctx context.Context, st store.Store, name string) (*store.SecretRef, error) {
+	ref := store.NewSecretRef(st, name, func() ([]byte, error) { return randomBytes(32) })
+	if h.eagerKeys {
+		if _, err := ref.Get(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return ref, nil
 }
 
 // ESSO configures Enrollment SSO: the enrollment 401 carries
@@ -354,6 +368,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading mdm_auth app: %v", err)
 	}
 	st := appIface.(*App).Store()
+	// With PostgreSQL the keys are read from the store on first use, not
+	// here, so that Caddy provisions and starts while the database is
+	// unreachable (no network I/O in Provision); Badger's, on local disk,
+	// are read now, so that a broken store fails the config at once.
+	h.eagerKeys = appIface.(*App).Postgres == nil
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		if err := procMetrics.register(reg); err != nil {
 			return fmt.Errorf("registering metrics: %v", err)
@@ -490,11 +509,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			AllSessions: bl.AllSessions,
 		}
 	}
-	key, err := st.Secret(ctx, "signin-flow-hmac", func() ([]byte, error) { return randomBytes(32) })
+	flowKey, err := h.secret(ctx, st, "signin-flow-hmac")
 	if err != nil {
 		return fmt.Errorf("loading the sign-in signing key: %v", err)
 	}
-	signer := signin.Signer{Key: key, MaxAge: signInLinkMaxAge}
+	signer := signin.Signer{KeyRef: flowKey, MaxAge: signInLinkMaxAge}
 	web := &signin.Web{
 		RP: rp, Tokens: tokens, Store: st, Signer: signer,
 		Claims: signin.Claims{
@@ -587,12 +606,12 @@ func (h *Handler) provisionOAuth2(ctx caddy.Context, st store.Store, tokens *tok
 			return nil, nil, fmt.Errorf("%s must not be negative", name)
 		}
 	}
-	key, err := st.Secret(ctx, "oauth2-rotation-hmac", func() ([]byte, error) { return randomBytes(32) })
+	rotationKey, err := h.secret(ctx, st, "oauth2-rotation-hmac")
 	if err != nil {
 		return nil, nil, fmt.Errorf("loading the refresh-token rotation key: %v", err)
 	}
 	ot := &token.OAuth{
-		M: tokens, Key: key,
+		M: tokens, KeyRef: rotationKey,
 		RefreshTTL:      time.Duration(o.RefreshTokenTTL),
 		SignInEvery:     time.Duration(o.SignInEvery),
 		Grace:           time.Duration(o.RefreshGrace),
@@ -604,6 +623,7 @@ func (h *Handler) provisionOAuth2(ctx caddy.Context, st store.Store, tokens *tok
 	}
 	if so.Revalidate {
 		if spec := expand(h.OIDC.RefreshTokenKeys); spec != "" {
+			var err error
 			if so.Keyring, err = signin.ParseKeyring(spec); err != nil {
 				return nil, nil, fmt.Errorf("refresh_token_keys: %v", err)
 			}

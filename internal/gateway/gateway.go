@@ -379,6 +379,10 @@ func (g *Gateway) challenge(w http.ResponseWriter, r *http.Request, f signin.Flo
 			ch, err = apple.WebChallenge(base + pathSignIn + v)
 		}
 	}
+	if errors.Is(err, signin.ErrKeyUnavailable) {
+		storeUnavailable(w, g.log, err) // 503, never a challenge without its key
+		return
+	}
 	if err != nil {
 		g.log.Error("rendering challenge", zap.Error(err))
 		http.Error(w, "internal error", http.StatusInternalServerError)

@@ -82,6 +82,17 @@ func newEnv(tb testing.TB, edit ...func(*gateway.Config)) *env {
 // newEnvAt is newEnv with the store in dir.
 func newEnvAt(tb testing.TB, dir string, edit ...func(*gateway.Config)) *env {
 	tb.Helper()
+	return newEnvFull(tb, dir, signin.Signer{Key: signKey, MaxAge: 30 * 24 * time.Hour}, edit...)
+}
+
+// newEnvWithSigner is newEnv with another flow signer.
+func newEnvWithSigner(tb testing.TB, signer signin.Signer, edit ...func(*gateway.Config)) *env {
+	tb.Helper()
+	return newEnvFull(tb, tb.TempDir(), signer, edit...)
+}
+
+func newEnvFull(tb testing.TB, dir string, signer signin.Signer, edit ...func(*gateway.Config)) *env {
+	tb.Helper()
 	clock := storetest.NewClock(epoch)
 	s, err := badger.Open(badger.Options{Dir: dir, Now: clock.Now, GCInterval: -1})
 	if err != nil {
@@ -93,7 +104,6 @@ func newEnvAt(tb testing.TB, dir string, edit ...func(*gateway.Config)) *env {
 		}
 	})
 	tokens := &token.Manager{Store: s, Lifetime: token.Lifetime{TTL: tokenTTL, Floor: time.Hour}, Now: clock.Now}
-	signer := signin.Signer{Key: signKey, MaxAge: 30 * 24 * time.Hour}
 	rp, err := signin.NewRP(signin.OIDCConfig{
 		// Nothing listens on port 1: the provider is unreachable.
 		Issuer:     "http://127.0.0.1:1/unreachable",

@@ -5,6 +5,7 @@
 package signin
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -13,6 +14,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/mdmauth/mdmauth/internal/store"
 )
 
 // Flow kinds.
@@ -38,15 +41,38 @@ var ErrBadFlow = errors.New("signin: invalid or expired sign-in link")
 // Signer signs and verifies flow values with an HMAC-SHA256 key.
 type Signer struct {
 	Key []byte
+	// KeyRef, when Key is nil, gives the key, loaded from the store on
+	// first use (so a gateway on a remote store starts while it is down).
+	KeyRef *store.SecretRef
 	// MaxAge bounds how old a flow may be when opened.
 	MaxAge time.Duration
+}
+
+// ErrKeyUnavailable wraps the failure to load the signing key: the store
+// is unavailable, and the caller answers 503.
+var ErrKeyUnavailable = errors.New("signin: the signing key cannot be loaded")
+
+// key returns the signing key, loading KeyRef's on first use.
+func (s Signer) key() ([]byte, error) {
+	if s.Key != nil || s.KeyRef == nil {
+		return s.Key, nil
+	}
+	k, err := s.KeyRef.Get(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKeyUnavailable, err)
+	}
+	return k, nil
 }
 
 const macLen = 16
 
 // Encode returns the flow as a URL path segment.
 func (s Signer) Encode(f Flow) (string, error) {
-	if len(s.Key) < 32 {
+	key, err := s.key()
+	if err != nil {
+		return "", err
+	}
+	if len(key) < 32 {
 		return "", errors.New("signin: signing key too short")
 	}
 	f.IssuedAt = f.IssuedAt.UTC().Truncate(time.Second)
@@ -55,11 +81,11 @@ func (s Signer) Encode(f Flow) (string, error) {
 		return "", err
 	}
 	p := base64.RawURLEncoding.EncodeToString(b)
-	return p + "." + base64.RawURLEncoding.EncodeToString(s.mac(p)), nil
+	return p + "." + base64.RawURLEncoding.EncodeToString(mac(key, p)), nil
 }
 
-func (s Signer) mac(payload string) []byte {
-	m := hmac.New(sha256.New, s.Key)
+func mac(key []byte, payload string) []byte {
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte("mdmauth-flow-v1\x00"))
 	m.Write([]byte(payload))
 	return m.Sum(nil)[:macLen]
@@ -67,7 +93,14 @@ func (s Signer) mac(payload string) []byte {
 
 // Decode verifies and parses a flow value.
 func (s Signer) Decode(v string, now time.Time) (Flow, error) {
-	if len(s.Key) < 32 || len(v) > 1024 {
+	if len(v) > 1024 {
+		return Flow{}, ErrBadFlow
+	}
+	key, err := s.key()
+	if err != nil {
+		return Flow{}, err
+	}
+	if len(key) < 32 {
 		return Flow{}, ErrBadFlow
 	}
 	p, sig, ok := strings.Cut(v, ".")
@@ -75,7 +108,7 @@ func (s Signer) Decode(v string, now time.Time) (Flow, error) {
 		return Flow{}, ErrBadFlow
 	}
 	got, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil || !hmac.Equal(got, s.mac(p)) {
+	if err != nil || !hmac.Equal(got, mac(key, p)) {
 		return Flow{}, ErrBadFlow
 	}
 	b, err := base64.RawURLEncoding.DecodeString(p)

@@ -2,13 +2,17 @@ package signin
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mdmauth/mdmauth/internal/store"
 )
 
 var flowKey = bytes.Repeat([]byte{0x5a}, 32)
@@ -21,7 +25,7 @@ var pathSafe = regexp.MustCompile(`^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$`)
 
 // signRaw signs an arbitrary payload with s's key, bypassing Encode.
 func signRaw(s Signer, payload string) string {
-	return payload + "." + base64.RawURLEncoding.EncodeToString(s.mac(payload))
+	return payload + "." + base64.RawURLEncoding.EncodeToString(mac(s.Key, payload))
 }
 
 func jsonPayload(t *testing.T, v any) string {
@@ -197,5 +201,38 @@ func TestSignerDecodeRefusesShortKey(t *testing.T) {
 		if f, err := s.Decode(forged, epoch); !errors.Is(err, ErrBadFlow) {
 			t.Errorf("Decode with a %d-byte key accepted a flow anyone can sign: %+v", len(key), f)
 		}
+	}
+}
+
+// downSecrets cannot be read until up.
+type downSecrets struct{ up atomic.Bool }
+
+func (d *downSecrets) Secret(context.Context, string, func() ([]byte, error)) ([]byte, error) {
+	if !d.up.Load() {
+		return nil, store.ErrUnavailable
+	}
+	return []byte("0123456789abcdef0123456789abcdef"), nil
+}
+
+// A key loaded on first use: while the store is down, Encode and Decode
+// say so (ErrKeyUnavailable, which callers answer 503), never "bad link".
+func TestSignerKeyRef(t *testing.T) {
+	d := &downSecrets{}
+	s := Signer{KeyRef: store.NewSecretRef(d, "signin-flow-hmac", nil), MaxAge: time.Hour}
+	now := time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)
+	if _, err := s.Encode(Flow{Kind: KindEnroll, Mode: "byod", IssuedAt: now}); !errors.Is(err, ErrKeyUnavailable) || !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Encode with the store down: %v", err)
+	}
+	if _, err := s.Decode("e30.AAAA", now); !errors.Is(err, ErrKeyUnavailable) || errors.Is(err, ErrBadFlow) {
+		t.Fatalf("Decode with the store down: %v", err)
+	}
+	d.up.Store(true)
+	v, err := s.Encode(Flow{Kind: KindEnroll, Mode: "byod", IssuedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed := Signer{Key: []byte("0123456789abcdef0123456789abcdef"), MaxAge: time.Hour}
+	if f, err := fixed.Decode(v, now); err != nil || f.Mode != "byod" {
+		t.Fatalf("the loaded key is not the store's: %+v, %v", f, err)
 	}
 }

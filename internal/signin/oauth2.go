@@ -128,6 +128,10 @@ func (s *Web) Authorize(w http.ResponseWriter, r *http.Request, callbackURL stri
 		oreq.Challenge = ch
 	}
 	flow, err := s.Signer.Decode(q["flow"], s.now())
+	if errors.Is(err, ErrKeyUnavailable) {
+		s.fail(w, r, http.StatusServiceUnavailable, "store_unavailable", "Sign-in is temporarily unavailable", "Please try again in a few minutes.", err)
+		return
+	}
 	if err != nil {
 		s.fail(w, r, http.StatusNotFound, "bad_link", "This sign-in link is not valid", "Start the enrollment again from Settings on your device.", err)
 		return

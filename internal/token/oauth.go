@@ -73,6 +73,9 @@ type OAuth struct {
 	// token, so a retry within the grace window gets the same pair again
 	// without the store ever holding a token. At least 32 bytes.
 	Key []byte
+	// KeyRef, when Key is nil, gives the key, loaded from the store on
+	// first use (so a gateway on a remote store starts while it is down).
+	KeyRef *store.SecretRef
 	// RefreshTTL is the idle lifetime of a refresh token.
 	RefreshTTL time.Duration
 	// SignInEvery, when set, ends a family that long after its
@@ -164,6 +167,9 @@ var errCodeReplay = errors.New("code replay")
 func (o *OAuth) Exchange(ctx context.Context, code, clientID, redirectURI, verifier string) (*TokenPair, error) {
 	if !WellFormed(code) {
 		return nil, grantError("malformed_code", "unknown authorization code")
+	}
+	if err := o.ready(ctx); err != nil {
+		return nil, err
 	}
 	now := o.now()
 	famID, err := o.familyID()
@@ -290,8 +296,30 @@ func (o *OAuth) newRefresh(famID string) (string, error) {
 
 const tagLen = 16
 
+// ready makes sure the rotation key is there (loading KeyRef's) before a
+// grant uses it.
+func (o *OAuth) ready(ctx context.Context) error {
+	if o.Key == nil && o.KeyRef != nil {
+		if _, err := o.KeyRef.Get(ctx); err != nil {
+			return fmt.Errorf("token: loading the rotation key: %w", err)
+		}
+	}
+	if len(o.k()) < 32 {
+		return errors.New("token: the rotation key is missing or too short")
+	}
+	return nil
+}
+
+// k is the rotation key: Key, else KeyRef's once loaded.
+func (o *OAuth) k() []byte {
+	if o.Key != nil || o.KeyRef == nil {
+		return o.Key
+	}
+	return o.KeyRef.Loaded()
+}
+
 func (o *OAuth) tag(body string) []byte {
-	m := hmac.New(sha256.New, o.Key)
+	m := hmac.New(sha256.New, o.k())
 	m.Write([]byte("mdmauth-oauth2-refresh-tag\x00"))
 	m.Write([]byte(body))
 	return m.Sum(nil)[:tagLen]
@@ -328,12 +356,12 @@ const saltLen = 16
 // gateway, the same pair; the salt, renewed at each rotation, keeps the key
 // and one refresh token from deriving the family's later tokens.
 func (o *OAuth) successors(famID, refresh string, salt []byte) (access, next string) {
-	m := hmac.New(sha256.New, o.Key)
+	m := hmac.New(sha256.New, o.k())
 	m.Write([]byte("mdmauth-oauth2-access\x00"))
 	m.Write(salt)
 	m.Write([]byte(refresh))
 	access = base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-	m = hmac.New(sha256.New, o.Key)
+	m = hmac.New(sha256.New, o.k())
 	m.Write([]byte("mdmauth-oauth2-refresh\x00"))
 	m.Write(salt)
 	m.Write([]byte(refresh))
@@ -404,8 +432,8 @@ var (
 // family — except within the grace window, where it gets the same
 // successor pair again (a lost response, or two refreshes at once).
 func (o *OAuth) Refresh(ctx context.Context, refresh, clientID string) (*TokenPair, error) {
-	if len(o.Key) < 32 {
-		return nil, errors.New("token: the rotation key is missing or too short")
+	if err := o.ready(ctx); err != nil {
+		return nil, err
 	}
 	famID, ok := o.checkTag(refresh)
 	if !ok {

@@ -436,3 +436,41 @@ func TestPostgresMigrationFromBadger(t *testing.T) {
 	}
 	enrollAndCheckIn(t, c, newDevice(t, l, "iPhone", "iPhone15,3", "bob@example.com", "bob"))
 }
+
+// Caddy starts while the database is down (it loads its keys on first
+// use): discovery answers, the enrollment and sign-in answer 503, and once
+// the database is up the device enrolls without a restart.
+func TestPostgresCaddyStartsWithDatabaseDown(t *testing.T) {
+	pg, err := testenv.Postgres(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := lab.Start(t, lab.Options{PostgresDSN: pg.DSN()})
+	if err != nil {
+		t.Fatalf("Caddy did not start with the database down: %v", err)
+	}
+	c := ctx(t)
+	d := newDevice(t, l, "iPhone", "iPhone17,2", "alice@example.com", "alice")
+	if _, _, err := d.Discover(c); err != nil {
+		t.Fatalf("discovery with the database down: %v", err)
+	}
+	req, err := http.NewRequest(http.MethodPost, l.BaseURL+"/mdmauth/enroll/byod", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := l.HTTPClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("WWW-Authenticate") != "" {
+		t.Fatalf("enrollment with the database down: %d, challenge %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	enrollAndCheckIn(t, c, d)
+}
