@@ -91,7 +91,9 @@ func newEnvWithSigner(tb testing.TB, signer signin.Signer, edit ...func(*gateway
 	return newEnvFull(tb, tb.TempDir(), signer, edit...)
 }
 
-func newEnvFull(tb testing.TB, dir string, signer signin.Signer, edit ...func(*gateway.Config)) *env {
+// testStore opens a Badger store in dir on a test clock starting at
+// epoch, closed when the test ends, and a token manager on it.
+func testStore(tb testing.TB, dir string) (*storetest.Clock, *badger.Store, *token.Manager) {
 	tb.Helper()
 	clock := storetest.NewClock(epoch)
 	s, err := badger.Open(badger.Options{Dir: dir, Now: clock.Now, GCInterval: -1})
@@ -103,7 +105,12 @@ func newEnvFull(tb testing.TB, dir string, signer signin.Signer, edit ...func(*g
 			tb.Error(err)
 		}
 	})
-	tokens := &token.Manager{Store: s, Lifetime: token.Lifetime{TTL: tokenTTL, Floor: time.Hour}, Now: clock.Now}
+	return clock, s, &token.Manager{Store: s, Lifetime: token.Lifetime{TTL: tokenTTL, Floor: time.Hour}, Now: clock.Now}
+}
+
+func newEnvFull(tb testing.TB, dir string, signer signin.Signer, edit ...func(*gateway.Config)) *env {
+	tb.Helper()
+	clock, s, tokens := testStore(tb, dir)
 	rp, err := signin.NewRP(signin.OIDCConfig{
 		// Nothing listens on port 1: the provider is unreachable.
 		Issuer:     "http://127.0.0.1:1/unreachable",

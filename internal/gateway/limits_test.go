@@ -24,8 +24,6 @@ import (
 	"github.com/mdmauth/mdmauth/internal/gateway"
 	"github.com/mdmauth/mdmauth/internal/ratelimit"
 	"github.com/mdmauth/mdmauth/internal/signin"
-	"github.com/mdmauth/mdmauth/internal/store/badger"
-	"github.com/mdmauth/mdmauth/internal/store/storetest"
 	"github.com/mdmauth/mdmauth/internal/token"
 )
 
@@ -292,14 +290,8 @@ type signInEnv struct {
 }
 
 func newSignInEnv(tb testing.TB) *signInEnv {
-	clock := storetest.NewClock(epoch)
-	s, err := badger.Open(badger.Options{Dir: tb.TempDir(), Now: clock.Now, GCInterval: -1})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = s.Close() })
+	clock, s, tokens := testStore(tb, tb.TempDir())
 	p := newIdP(tb, clock.Now)
-	tokens := &token.Manager{Store: s, Lifetime: token.Lifetime{TTL: tokenTTL, Floor: time.Hour}, Now: clock.Now}
 	signer := signin.Signer{Key: signKey, MaxAge: 30 * 24 * time.Hour}
 	rp, err := signin.NewRP(signin.OIDCConfig{Issuer: p.srv.URL, ClientID: "mdmauth", Now: clock.Now})
 	if err != nil {
