@@ -34,7 +34,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -171,18 +170,14 @@ func measure(o bench.Options, verbose bool) (*bench.Report, error) {
 	if verbose {
 		envLog = progress
 	}
-	scope, err := testenv.NewScope(envLog)
-	if err != nil {
-		return nil, err
-	}
-	defer scope.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	o.TB, o.Logf = scope, progress
-	r, err := bench.Run(ctx, o)
-	if err != nil && ctx.Err() != nil {
-		return nil, errors.New("interrupted")
-	}
+	var r *bench.Report
+	err := testenv.RunScoped(envLog, func(ctx context.Context, scope *testenv.Scope) (err error) {
+		o.TB, o.Logf = scope, progress
+		if r, err = bench.Run(ctx, o); err != nil && ctx.Err() != nil {
+			return errors.New("interrupted")
+		}
+		return err
+	})
 	return r, err
 }
 

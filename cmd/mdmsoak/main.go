@@ -16,10 +16,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/mdmauth/mdmauth/internal/soak"
 	"github.com/mdmauth/mdmauth/internal/testenv"
@@ -150,13 +148,11 @@ func measure(o soak.Options, verbose bool) (*soak.Report, error) {
 	if verbose {
 		envLog = logf
 	}
-	scope, err := testenv.NewScope(envLog)
-	if err != nil {
-		return nil, err
-	}
-	defer scope.Close()
-	o.TB, o.Logf = scope, logf
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return soak.Run(ctx, o)
+	var r *soak.Report
+	err := testenv.RunScoped(envLog, func(ctx context.Context, scope *testenv.Scope) (err error) {
+		o.TB, o.Logf = scope, logf
+		r, err = soak.Run(ctx, o)
+		return err
+	})
+	return r, err
 }

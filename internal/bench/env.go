@@ -51,13 +51,7 @@ const benchPassword = "correct horse"
 
 // benchUsers are the provider's accounts; enrollments take turns.
 func benchUsers(n int) []testenv.User {
-	users := make([]testenv.User, n)
-	for i := range users {
-		name := fmt.Sprintf("bench%02d", i)
-		users[i] = testenv.User{ID: "u-" + name, Username: name, Password: benchPassword, FirstName: "Bench",
-			LastName: strconv.Itoa(i), Email: name + "@example.com", EmailVerified: true, PreferredLanguage: "en"}
-	}
-	return users
+	return testenv.NumberedUsers("bench", "Bench", 2, n, benchPassword)
 }
 
 // startEnv builds Caddy and starts everything but Caddy.

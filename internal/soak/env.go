@@ -2,7 +2,6 @@ package soak
 
 import (
 	"crypto/tls"
-	"fmt"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -92,13 +91,7 @@ const soakPassword = "correct horse"
 
 // soakUsers are the provider's accounts.
 func soakUsers(n int) []testenv.User {
-	users := make([]testenv.User, n)
-	for i := range users {
-		name := fmt.Sprintf("soak%03d", i)
-		users[i] = testenv.User{ID: "u-" + name, Username: name, Password: soakPassword, FirstName: "Soak",
-			LastName: strconv.Itoa(i), Email: name + "@example.com", EmailVerified: true, PreferredLanguage: "en"}
-	}
-	return users
+	return testenv.NumberedUsers("soak", "Soak", 3, n, soakPassword)
 }
 
 // startEnv builds Caddy and starts NanoMDM and the provider; Caddy is
@@ -268,6 +261,7 @@ https://127.0.0.1:{{.Port}} {
 		enrollment_profile {{.Template}}
 		access_token_ttl {{.TTL}}
 		protect /mdm/ad
+		refuse_account_driven /mdm
 		limits {
 			discovery 100000/m burst 10000
 			discovery_user 10000/m burst 1000

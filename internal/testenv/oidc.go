@@ -161,3 +161,16 @@ func (o *OIDC) writeUsers(users []User) error {
 	}
 	return nil
 }
+
+// NumberedUsers returns n provider accounts <prefix><i> (i zero-padded to
+// width digits), with addresses at example.com and password: the users of
+// an emulated fleet.
+func NumberedUsers(prefix, firstName string, width, n int, password string) []User {
+	users := make([]User, n)
+	for i := range users {
+		name := fmt.Sprintf("%s%0*d", prefix, width, i)
+		users[i] = User{ID: "u-" + name, Username: name, Password: password, FirstName: firstName,
+			LastName: strconv.Itoa(i), Email: name + "@example.com", EmailVerified: true, PreferredLanguage: "en"}
+	}
+	return users
+}

@@ -1,11 +1,14 @@
 package testenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"sync"
+	"syscall"
 )
 
 // TB is the part of testing.TB the environment needs. *testing.T, *testing.B and *testing.F
@@ -103,4 +106,19 @@ func (s *Scope) Close() error {
 		return errors.Join(errors.New("testenv: removing scope directory"), err)
 	}
 	return nil
+}
+
+// RunScoped runs fn in a new Scope, closed when fn returns, with a context
+// that SIGINT and SIGTERM end: the frame of a program that runs servers
+// (a benchmark, a soak). envLog, when set, receives the environment's own
+// messages.
+func RunScoped(envLog func(format string, args ...any), fn func(ctx context.Context, s *Scope) error) error {
+	scope, err := NewScope(envLog)
+	if err != nil {
+		return err
+	}
+	defer scope.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return fn(ctx, scope)
 }
